@@ -1,0 +1,50 @@
+"""Convolution layers whose implementation may differ per backend.
+
+Both layers keep exactly the weights of the Keras layer they extend, so a
+checkpoint written with ``keras.layers.Conv2D(groups=g)`` or
+``keras.layers.DepthwiseConv2D`` loads into them and vice versa; only the
+forward computation is routed through :mod:`kerasnets.backend_ops`.
+"""
+
+import keras
+from keras import ops
+
+from kerasnets import backend_ops
+
+
+@keras.saving.register_keras_serializable(package="kerasnets")
+class GroupConv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D(groups=g)`` with a fast grouped convolution.
+
+    Kernel layout ``(kh, kw, in_channels // groups, filters)`` as in Keras.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        return backend_ops.grouped_conv(
+            inputs, kernel,
+            strides=self.strides, padding=self.padding,
+            dilation_rate=self.dilation_rate, groups=self.groups,
+            data_format=self.data_format,
+        )
+
+
+@keras.saving.register_keras_serializable(package="kerasnets")
+class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """``keras.layers.DepthwiseConv2D`` with a per-backend depthwise kernel.
+
+    Kernel layout ``(kh, kw, in_channels, depth_multiplier)`` as in Keras.
+    """
+
+    def call(self, inputs):
+        outputs = backend_ops.depthwise_conv(
+            inputs, self.kernel,
+            strides=self.strides, padding=self.padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
+        if self.use_bias:
+            channels_last = self.data_format == "channels_last"
+            shape = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
+            outputs = ops.add(outputs, ops.reshape(self.bias, shape))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs

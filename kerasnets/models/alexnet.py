@@ -1,0 +1,47 @@
+"""AlexNet, as torchvision defines it (the "one weird trick" single-GPU variant).
+
+Krizhevsky et al., "ImageNet Classification with Deep Convolutional Neural
+Networks" (2012). torchvision's channels (64-192-384-256-256) follow
+Krizhevsky's 2014 "One weird trick" paper; the d2l chapter's version (96-256-384-
+384-256, one input channel) is the 2012 one. An adaptive average pool to 6x6
+makes the classifier independent of the input size.
+"""
+
+import keras
+
+from kerasnets.layers import blocks as B
+from kerasnets.registry import Paper, register
+
+ALEXNET = Paper("One weird trick for parallelizing convolutional neural networks",
+                "https://arxiv.org/abs/1404.5997")
+
+# (filters, kernel, stride, padding, max-pool after) per torchvision's features.
+FEATURES = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
+            (256, 3, 1, 1, False), (256, 3, 1, 1, True))
+
+
+def build_alexnet(*, input_shape, num_classes, include_top, pooling, name, dropout_rate=0.5):
+    """AlexNet. ``dropout_rate``: before each of the first two dense layers."""
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    for i, (filters, kernel, stride, padding, pool) in enumerate(FEATURES, start=1):
+        x = B.conv2d(x, filters, kernel, stride=stride, padding=padding, use_bias=True,
+                     name=f"conv{i}")
+        x = B.activation(x, "relu", name=f"relu{i}")
+        if pool:
+            x = B.max_pool(x, 3, 2, name=f"pool{i}")
+    if include_top:
+        x = B.adaptive_avg_pool(x, 6, name="avgpool")
+        x = keras.layers.Flatten(name="flatten")(x)
+        for fc in ("fc6", "fc7"):
+            x = keras.layers.Dropout(dropout_rate, name=f"{fc}_dropout")(x)
+            x = B.dense(x, 4096, name=fc)
+            x = B.activation(x, "relu", name=f"{fc}_relu")
+        x = B.dense(x, num_classes, name="fc8")
+    elif pooling:
+        x = B.global_pool(x, pooling, name="global_pool")
+    return keras.Model(inputs, x, name=name)
+
+
+register("alexnet", build_alexnet, paper=ALEXNET, params=61_100_840, gmacs=0.714,
+         min_input_size=63, torchvision=True)

@@ -1,0 +1,75 @@
+"""DenseNet-121/169/201, as torchvision defines them.
+
+Huang et al., "Densely Connected Convolutional Networks" (2016). Each dense
+layer is BN-ReLU-1x1 conv (``bn_size * growth_rate`` channels)-BN-ReLU-3x3 conv
+(``growth_rate`` channels) whose output is concatenated to its input; transitions
+halve channels (1x1 conv) and resolution (2x2 average pool). Layer names are
+torchvision's module paths without ``features.``, with ``_`` for ``.``.
+"""
+
+import keras
+
+from kerasnets.layers import blocks as B
+from kerasnets.registry import Paper, register
+
+DENSENET = Paper("Densely Connected Convolutional Networks", "https://arxiv.org/abs/1608.06993")
+
+
+def dense_layer(x, growth_rate, bn_size, *, dropout_rate, name):
+    y = B.batch_norm(x, name=f"{name}_norm1")
+    y = B.activation(y, "relu", name=f"{name}_relu1")
+    y = B.conv2d(y, bn_size * growth_rate, 1, name=f"{name}_conv1")
+    y = B.batch_norm(y, name=f"{name}_norm2")
+    y = B.activation(y, "relu", name=f"{name}_relu2")
+    y = B.conv2d(y, growth_rate, 3, name=f"{name}_conv2")
+    if dropout_rate:
+        y = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(y)
+    return keras.layers.Concatenate(axis=B.channel_axis(), name=f"{name}_concat")([x, y])
+
+
+def transition(x, *, name):
+    x = B.batch_norm(x, name=f"{name}_norm")
+    x = B.activation(x, "relu", name=f"{name}_relu")
+    x = B.conv2d(x, B.num_channels(x) // 2, 1, name=f"{name}_conv")
+    return B.avg_pool(x, 2, 2, name=f"{name}_pool")
+
+
+def build_densenet(*, input_shape, num_classes, include_top, pooling, name, growth_rate,
+                   block_config, num_init_features, bn_size=4, dropout_rate=0.0):
+    """DenseNet.
+
+    Args:
+        growth_rate, block_config, num_init_features: the variant (32, layers per
+            block, 64 for the ImageNet models).
+        bn_size: bottleneck width as a multiple of ``growth_rate``.
+        dropout_rate: dropout after every dense layer (torchvision's ``drop_rate``).
+    """
+    inputs = keras.Input(input_shape, name="input")
+    x = B.conv2d(inputs, num_init_features, 7, stride=2, padding=3, name="conv0")
+    x = B.batch_norm(x, name="norm0")
+    x = B.activation(x, "relu", name="relu0")
+    x = B.max_pool(x, 3, 2, padding=1, name="pool0")
+    for i, num_layers in enumerate(block_config, start=1):
+        for j in range(1, num_layers + 1):
+            x = dense_layer(x, growth_rate, bn_size, dropout_rate=dropout_rate,
+                            name=f"denseblock{i}_denselayer{j}")
+        if i != len(block_config):
+            x = transition(x, name=f"transition{i}")
+    x = B.batch_norm(x, name="norm5")
+    x = B.activation(x, "relu", name="relu5")
+    outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
+                                  pooling=pooling, fc_name="classifier")
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _cfg(block_config):
+    return dict(growth_rate=32, block_config=block_config, num_init_features=64)
+
+
+_COMMON = dict(paper=DENSENET, min_input_size=29, torchvision=True)
+register("densenet121", build_densenet, _cfg((6, 12, 24, 16)), params=7_978_856, gmacs=2.834,
+         **_COMMON)
+register("densenet169", build_densenet, _cfg((6, 12, 32, 32)), params=14_149_480, gmacs=3.360,
+         **_COMMON)
+register("densenet201", build_densenet, _cfg((6, 12, 48, 32)), params=20_013_928, gmacs=4.291,
+         **_COMMON)

@@ -1,0 +1,91 @@
+"""GoogLeNet (Inception v1) with BatchNorm, as torchvision defines it.
+
+Szegedy et al., "Going Deeper with Convolutions" (2014). Every convolution is
+torchvision's ``BasicConv2d`` (conv without bias, BN with eps 1e-3, ReLU); the
+max-pools use ``ceil_mode``. As in torchvision, the third branch of each
+Inception block uses a 3x3 convolution where the paper has 5x5 (kept so that
+torchvision's weights load). Layer names are torchvision's module paths with
+``_`` for ``.``.
+"""
+
+import keras
+
+from kerasnets.layers import blocks as B
+from kerasnets.registry import Paper, register
+
+GOOGLENET = Paper("Going Deeper with Convolutions", "https://arxiv.org/abs/1409.4842")
+
+# Inception blocks: name -> (1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj).
+INCEPTION = {
+    "3a": (64, 96, 128, 16, 32, 32), "3b": (128, 128, 192, 32, 96, 64),
+    "4a": (192, 96, 208, 16, 48, 64), "4b": (160, 112, 224, 24, 64, 64),
+    "4c": (128, 128, 256, 24, 64, 64), "4d": (112, 144, 288, 32, 64, 64),
+    "4e": (256, 160, 320, 32, 128, 128),
+    "5a": (256, 160, 320, 32, 128, 128), "5b": (384, 192, 384, 48, 128, 128),
+}
+# The ceil-mode max-pools (stride 2) between Inception stages: after -> (name, size).
+POOLS = {"inception3b": ("maxpool3", 3), "inception4e": ("maxpool4", 2)}
+AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
+
+
+def basic_conv(x, filters, kernel_size, *, name, stride=1, padding=None):
+    return B.conv_bn_act(x, filters, kernel_size, stride=stride, padding=padding,
+                         bn_epsilon=1e-3, name=name)
+
+
+def inception_block(x, c1, c3_reduce, c3, c5_reduce, c5, pool_proj, *, name):
+    branch1 = basic_conv(x, c1, 1, name=f"{name}_branch1")
+    branch2 = basic_conv(x, c3_reduce, 1, name=f"{name}_branch2_0")
+    branch2 = basic_conv(branch2, c3, 3, name=f"{name}_branch2_1")
+    branch3 = basic_conv(x, c5_reduce, 1, name=f"{name}_branch3_0")
+    branch3 = basic_conv(branch3, c5, 3, name=f"{name}_branch3_1")
+    branch4 = B.max_pool(x, 3, 1, padding=1, ceil_mode=True, name=f"{name}_branch4_0")
+    branch4 = basic_conv(branch4, pool_proj, 1, name=f"{name}_branch4_1")
+    return keras.layers.Concatenate(axis=B.channel_axis(), name=f"{name}_concat")(
+        [branch1, branch2, branch3, branch4])
+
+
+def aux_head(x, num_classes, *, name, dropout_rate=0.7):
+    """torchvision's ``InceptionAux``: 4x4 pool, 1x1 conv, two dense layers."""
+    x = B.adaptive_avg_pool(x, 4, name=f"{name}_pool")
+    x = basic_conv(x, 128, 1, name=f"{name}_conv")
+    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
+    x = B.dense(x, 1024, name=f"{name}_fc1")
+    x = B.activation(x, "relu", name=f"{name}_relu")
+    x = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
+    return B.dense(x, num_classes, name=f"{name}_fc2")
+
+
+def build_googlenet(*, input_shape, num_classes, include_top, pooling, name,
+                    aux_logits=False, dropout_rate=0.2):
+    """GoogLeNet.
+
+    Args:
+        aux_logits: add the two auxiliary classifiers; the model then returns
+            ``[logits, aux1, aux2]`` (torchvision's training-mode outputs).
+        dropout_rate: before the classifier (torchvision: 0.2).
+    """
+    if aux_logits and not include_top:
+        raise ValueError("googlenet: aux_logits=True needs include_top=True.")
+    inputs = keras.Input(input_shape, name="input")
+    x = basic_conv(inputs, 64, 7, stride=2, padding=3, name="conv1")
+    x = B.max_pool(x, 3, 2, ceil_mode=True, name="maxpool1")
+    x = basic_conv(x, 64, 1, name="conv2")
+    x = basic_conv(x, 192, 3, name="conv3")
+    x = B.max_pool(x, 3, 2, ceil_mode=True, name="maxpool2")
+    aux_outputs = []
+    for block, channels in INCEPTION.items():
+        block_name = f"inception{block}"
+        x = inception_block(x, *channels, name=block_name)
+        if aux_logits and block_name in AUX_AFTER:
+            aux_outputs.append(aux_head(x, num_classes, name=AUX_AFTER[block_name]))
+        if block_name in POOLS:
+            pool_name, size = POOLS[block_name]
+            x = B.max_pool(x, size, 2, ceil_mode=True, name=pool_name)
+    outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
+                                  pooling=pooling, dropout_rate=dropout_rate)
+    return keras.Model(inputs, [outputs, *aux_outputs] if aux_outputs else outputs, name=name)
+
+
+register("googlenet", build_googlenet, paper=GOOGLENET, params=6_624_904, gmacs=1.498,
+         min_input_size=15, torchvision=True)

@@ -1,0 +1,194 @@
+"""MobileNet V1, V2 and V3.
+
+* V1: Howard et al., "MobileNets: Efficient Convolutional Neural Networks for
+  Mobile Vision Applications" (2017), as the paper and the seeds write it
+  (depthwise-separable conv blocks with BN and ReLU; channels ``int(c * alpha)``
+  as keras.applications); torch-style symmetric padding like the rest of the zoo.
+* V2: Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks"
+  (2018), as torchvision defines it.
+* V3: Howard et al., "Searching for MobileNetV3" (2019), as torchvision defines
+  it (BN eps 1e-3, momentum 0.01; squeeze-excitation with hard-sigmoid).
+
+The width multiplier is ``width_multiplier`` (``alpha`` is accepted too, the name
+keras.applications uses). The resolution multiplier is the input size.
+"""
+
+import keras
+
+from kerasnets.layers import blocks as B
+from kerasnets.registry import Paper, register
+
+MOBILENET_V1 = Paper("MobileNets: Efficient Convolutional Neural Networks for Mobile Vision "
+                     "Applications", "https://arxiv.org/abs/1704.04861")
+MOBILENET_V2 = Paper("MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+                     "https://arxiv.org/abs/1801.04381")
+MOBILENET_V3 = Paper("Searching for MobileNetV3", "https://arxiv.org/abs/1905.02244")
+
+
+def _width(width_multiplier, alpha):
+    width = width_multiplier if alpha is None else alpha
+    if width <= 0:
+        raise ValueError(f"width_multiplier (alpha) must be > 0, got {width}.")
+    return width
+
+
+def _residual(x, shortcut, *, drop_path_rate, name):
+    x = B.drop_path(x, drop_path_rate, name=f"{name}_drop_path")
+    return keras.layers.Add(name=f"{name}_add")([x, shortcut])
+
+
+# --- V1 ---------------------------------------------------------------------------
+
+# (pointwise filters, depthwise stride) of the 13 depthwise-separable blocks.
+V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
+             (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+
+
+def build_mobilenet_v1(*, input_shape, num_classes, include_top, pooling, name,
+                       width_multiplier=1.0, alpha=None, activation="relu",
+                       dropout_rate=1e-3):
+    """MobileNet V1.
+
+    Args:
+        width_multiplier / alpha: channel multiplier (0.25, 0.5, 0.75, 1.0).
+        activation: "relu" (paper, seeds) or "relu6" (keras.applications).
+        dropout_rate: before the classifier (keras.applications: 1e-3).
+    """
+    width = _width(width_multiplier, alpha)
+    inputs = keras.Input(input_shape, name="input")
+    x = B.conv_bn_act(inputs, int(32 * width), 3, stride=2, act=activation, name="stem")
+    for i, (filters, stride) in enumerate(V1_BLOCKS, start=1):
+        x = B.conv_bn_act(x, B.num_channels(x), 3, stride=stride, groups=B.num_channels(x),
+                          act=activation, name=f"block{i}_dw")
+        x = B.conv_bn_act(x, int(filters * width), 1, act=activation, name=f"block{i}_pw")
+    outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
+                                  pooling=pooling, dropout_rate=dropout_rate,
+                                  fc_name="classifier")
+    return keras.Model(inputs, outputs, name=name)
+
+
+# --- V2 ---------------------------------------------------------------------------
+
+# (expansion t, channels c, repeats n, first stride s) from the paper's Table 2.
+V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+               (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def inverted_residual_v2(x, out_channels, *, stride, expand_ratio, drop_path_rate, name):
+    in_channels = B.num_channels(x)
+    hidden = int(round(in_channels * expand_ratio))
+    y = x
+    if expand_ratio != 1:
+        y = B.conv_bn_act(y, hidden, 1, act="relu6", name=f"{name}_expand")
+    y = B.conv_bn_act(y, hidden, 3, stride=stride, groups=hidden, act="relu6",
+                      name=f"{name}_dw")
+    y = B.conv_bn_act(y, out_channels, 1, act=None, name=f"{name}_project")
+    if stride == 1 and in_channels == out_channels:
+        y = _residual(y, x, drop_path_rate=drop_path_rate, name=name)
+    return y
+
+
+def build_mobilenet_v2(*, input_shape, num_classes, include_top, pooling, name,
+                       width_multiplier=1.0, alpha=None, dropout_rate=0.2, drop_path_rate=0.0):
+    """MobileNet V2.
+
+    Args:
+        width_multiplier / alpha: channel multiplier (channels rounded to multiples of 8).
+        dropout_rate: before the classifier (torchvision: 0.2).
+        drop_path_rate: stochastic depth on the residual blocks, rising linearly.
+    """
+    width = _width(width_multiplier, alpha)
+    inputs = keras.Input(input_shape, name="input")
+    x = B.conv_bn_act(inputs, B.make_divisible(32 * width), 3, stride=2, act="relu6",
+                      name="stem")
+    total = sum(n for _, _, n, _ in V2_SETTINGS)
+    index = 0
+    for t, c, n, s in V2_SETTINGS:
+        for i in range(n):
+            index += 1
+            x = inverted_residual_v2(x, B.make_divisible(c * width), stride=s if i == 0 else 1,
+                                     expand_ratio=t, name=f"block{index}",
+                                     drop_path_rate=drop_path_rate * (index - 1) / (total - 1))
+    x = B.conv_bn_act(x, B.make_divisible(1280 * max(1.0, width)), 1, act="relu6",
+                      name="last")
+    outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
+                                  pooling=pooling, dropout_rate=dropout_rate,
+                                  fc_name="classifier")
+    return keras.Model(inputs, outputs, name=name)
+
+
+# --- V3 ---------------------------------------------------------------------------
+
+# torchvision's settings: (kernel, expanded, out, squeeze-excite, activation, stride).
+V3_LARGE = ((3, 16, 16, False, "relu", 1), (3, 64, 24, False, "relu", 2),
+            (3, 72, 24, False, "relu", 1), (5, 72, 40, True, "relu", 2),
+            (5, 120, 40, True, "relu", 1), (5, 120, 40, True, "relu", 1),
+            (3, 240, 80, False, "hard_swish", 2), (3, 200, 80, False, "hard_swish", 1),
+            (3, 184, 80, False, "hard_swish", 1), (3, 184, 80, False, "hard_swish", 1),
+            (3, 480, 112, True, "hard_swish", 1), (3, 672, 112, True, "hard_swish", 1),
+            (5, 672, 160, True, "hard_swish", 2), (5, 960, 160, True, "hard_swish", 1),
+            (5, 960, 160, True, "hard_swish", 1))
+V3_SMALL = ((3, 16, 16, True, "relu", 2), (3, 72, 24, False, "relu", 2),
+            (3, 88, 24, False, "relu", 1), (5, 96, 40, True, "hard_swish", 2),
+            (5, 240, 40, True, "hard_swish", 1), (5, 240, 40, True, "hard_swish", 1),
+            (5, 120, 48, True, "hard_swish", 1), (5, 144, 48, True, "hard_swish", 1),
+            (5, 288, 96, True, "hard_swish", 2), (5, 576, 96, True, "hard_swish", 1),
+            (5, 576, 96, True, "hard_swish", 1))
+V3_BN = dict(bn_epsilon=1e-3, bn_momentum=0.01)
+
+
+def inverted_residual_v3(x, kernel, expanded, out_channels, use_se, act, stride, *,
+                         drop_path_rate, name):
+    in_channels = B.num_channels(x)
+    y = x
+    if expanded != in_channels:
+        y = B.conv_bn_act(y, expanded, 1, act=act, name=f"{name}_expand", **V3_BN)
+    y = B.conv_bn_act(y, expanded, kernel, stride=stride, groups=expanded, act=act,
+                      name=f"{name}_dw", **V3_BN)
+    if use_se:
+        y = B.squeeze_excite(y, B.make_divisible(expanded // 4), name=f"{name}_se")
+    y = B.conv_bn_act(y, out_channels, 1, act=None, name=f"{name}_project", **V3_BN)
+    if stride == 1 and in_channels == out_channels:
+        y = _residual(y, x, drop_path_rate=drop_path_rate, name=name)
+    return y
+
+
+def build_mobilenet_v3(*, input_shape, num_classes, include_top, pooling, name, settings,
+                       last_channels, width_multiplier=1.0, alpha=None, dropout_rate=0.2,
+                       drop_path_rate=0.0):
+    """MobileNet V3 (large or small by ``settings``).
+
+    Args:
+        width_multiplier / alpha: channel multiplier (channels rounded to multiples of 8).
+        dropout_rate: between the two classifier layers (torchvision: 0.2).
+        drop_path_rate: stochastic depth on the residual blocks, rising linearly.
+    """
+    width = _width(width_multiplier, alpha)
+    inputs = keras.Input(input_shape, name="input")
+    x = B.conv_bn_act(inputs, B.make_divisible(16 * width), 3, stride=2, act="hard_swish",
+                      name="stem", **V3_BN)
+    for i, (kernel, expanded, out, use_se, act, stride) in enumerate(settings, start=1):
+        x = inverted_residual_v3(x, kernel, B.make_divisible(expanded * width),
+                                 B.make_divisible(out * width), use_se, act, stride,
+                                 drop_path_rate=drop_path_rate * (i - 1) / (len(settings) - 1),
+                                 name=f"block{i}")
+    x = B.conv_bn_act(x, 6 * B.num_channels(x), 1, act="hard_swish", name="last", **V3_BN)
+    if include_top:
+        x = B.global_pool(x, "avg", name="avgpool")
+        x = B.dense(x, B.make_divisible(last_channels * width), name="classifier_fc1")
+        x = B.activation(x, "hard_swish", name="classifier_act")
+        if dropout_rate:
+            x = keras.layers.Dropout(dropout_rate, name="classifier_dropout")(x)
+        x = B.dense(x, num_classes, name="classifier_fc2")
+    elif pooling:
+        x = B.global_pool(x, pooling, name="avgpool")
+    return keras.Model(inputs, x, name=name)
+
+
+register("mobilenet_v1", build_mobilenet_v1, paper=MOBILENET_V1, params=4_231_976, gmacs=0.569)
+register("mobilenet_v2", build_mobilenet_v2, paper=MOBILENET_V2, params=3_504_872, gmacs=0.301,
+         torchvision=True)
+register("mobilenet_v3_large", build_mobilenet_v3, dict(settings=V3_LARGE, last_channels=1280),
+         paper=MOBILENET_V3, params=5_483_032, gmacs=0.217, torchvision=True)
+register("mobilenet_v3_small", build_mobilenet_v3, dict(settings=V3_SMALL, last_channels=1024),
+         paper=MOBILENET_V3, params=2_542_856, gmacs=0.057, torchvision=True)

@@ -1,0 +1,139 @@
+"""ResNet (v1.5) and ResNeXt, as torchvision defines them.
+
+He et al., "Deep Residual Learning for Image Recognition" (2015) and Xie et al.,
+"Aggregated Residual Transformations for Deep Neural Networks" (2016). "v1.5"
+puts the stride of a bottleneck's downsampling on its 3x3 convolution, as
+torchvision does. Layer names follow torchvision's module paths with ``_`` for
+``.`` (``layer1_0_conv1`` is ``layer1.0.conv1``).
+
+``small_input=True`` swaps the 7x7/2 stem and its max-pool for one 3x3/1
+convolution (the CIFAR-10 ResNet-18 of the seeds), so 28x28 and 32x32 inputs
+keep their resolution into ``layer1``.
+"""
+
+import keras
+
+from kerasnets.layers import blocks as B
+from kerasnets.registry import Paper, register
+
+RESNET = Paper("Deep Residual Learning for Image Recognition",
+               "https://arxiv.org/abs/1512.03385")
+RESNEXT = Paper("Aggregated Residual Transformations for Deep Neural Networks",
+                "https://arxiv.org/abs/1611.05431")
+
+
+def _shortcut(x, filters, stride, *, name):
+    """Identity, or torchvision's ``downsample``: 1x1 conv with the stride, then BN."""
+    if stride == 1 and B.num_channels(x) == filters:
+        return x
+    x = B.conv2d(x, filters, 1, stride=stride, name=f"{name}_downsample_0")
+    return B.batch_norm(x, name=f"{name}_downsample_1")
+
+
+def _residual_add(x, shortcut, *, drop_path_rate, name):
+    x = B.drop_path(x, drop_path_rate, name=f"{name}_drop_path")
+    x = keras.layers.Add(name=f"{name}_add")([x, shortcut])
+    return B.activation(x, "relu", name=f"{name}_out")
+
+
+def basic_block(x, planes, *, stride, name, zero_init_residual=False, drop_path_rate=0.0,
+                groups=1, base_width=64):
+    """Two 3x3 convolutions (ResNet-18/34); expansion 1."""
+    if groups != 1 or base_width != 64:
+        raise ValueError("basic_block supports only groups=1 and base_width=64 "
+                         "(as torchvision's BasicBlock).")
+    shortcut = _shortcut(x, planes, stride, name=name)
+    y = B.conv2d(x, planes, 3, stride=stride, name=f"{name}_conv1")
+    y = B.batch_norm(y, name=f"{name}_bn1")
+    y = B.activation(y, "relu", name=f"{name}_relu1")
+    y = B.conv2d(y, planes, 3, name=f"{name}_conv2")
+    y = B.batch_norm(y, name=f"{name}_bn2",
+                     gamma_initializer="zeros" if zero_init_residual else "ones")
+    return _residual_add(y, shortcut, drop_path_rate=drop_path_rate, name=name)
+
+
+basic_block.expansion = 1
+
+
+def bottleneck_block(x, planes, *, stride, name, zero_init_residual=False,
+                     drop_path_rate=0.0, groups=1, base_width=64):
+    """1x1 reduce, 3x3 (grouped for ResNeXt, carries the stride), 1x1 expand x4."""
+    width = int(planes * (base_width / 64.0)) * groups
+    out_channels = planes * bottleneck_block.expansion
+    shortcut = _shortcut(x, out_channels, stride, name=name)
+    y = B.conv2d(x, width, 1, name=f"{name}_conv1")
+    y = B.batch_norm(y, name=f"{name}_bn1")
+    y = B.activation(y, "relu", name=f"{name}_relu1")
+    y = B.conv2d(y, width, 3, stride=stride, groups=groups, name=f"{name}_conv2")
+    y = B.batch_norm(y, name=f"{name}_bn2")
+    y = B.activation(y, "relu", name=f"{name}_relu2")
+    y = B.conv2d(y, out_channels, 1, name=f"{name}_conv3")
+    y = B.batch_norm(y, name=f"{name}_bn3",
+                     gamma_initializer="zeros" if zero_init_residual else "ones")
+    return _residual_add(y, shortcut, drop_path_rate=drop_path_rate, name=name)
+
+
+bottleneck_block.expansion = 4
+
+BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
+
+
+def build_resnet(*, input_shape, num_classes, include_top, pooling, name, block, layers,
+                 groups, width_per_group, small_input=False, zero_init_residual=False,
+                 drop_path_rate=0.0, dropout_rate=0.0):
+    """ResNet / ResNeXt.
+
+    Args:
+        block, layers: ``"basic"`` or ``"bottleneck"`` and blocks per stage.
+        groups, width_per_group: ResNeXt cardinality and bottleneck width (32, 4 for 32x4d).
+        small_input: 3x3 stride-1 stem without max-pool, for 28-32 pixel images.
+        zero_init_residual: start each block's last BN gamma at zero (Goyal et al. 2017).
+        drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
+        dropout_rate: dropout before the classifier (torchvision: none).
+    """
+    block_fn = BLOCKS[block]
+    inputs = keras.Input(input_shape, name="input")
+    if small_input:
+        x = B.conv2d(inputs, 64, 3, name="conv1")
+        x = B.batch_norm(x, name="bn1")
+        x = B.activation(x, "relu", name="relu")
+    else:
+        x = B.conv2d(inputs, 64, 7, stride=2, padding=3, name="conv1")
+        x = B.batch_norm(x, name="bn1")
+        x = B.activation(x, "relu", name="relu")
+        x = B.max_pool(x, 3, 2, padding=1, name="maxpool")
+
+    total_blocks, index = sum(layers), 0
+    for stage, num_blocks in enumerate(layers):
+        planes = 64 * 2**stage
+        for i in range(num_blocks):
+            stride = 2 if stage > 0 and i == 0 else 1
+            x = block_fn(x, planes, stride=stride, groups=groups, base_width=width_per_group,
+                         zero_init_residual=zero_init_residual,
+                         drop_path_rate=drop_path_rate * index / max(total_blocks - 1, 1),
+                         name=f"layer{stage + 1}_{i}")
+            index += 1
+
+    outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
+                                  pooling=pooling, dropout_rate=dropout_rate)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _cfg(block, layers, groups=1, width_per_group=64):
+    return dict(block=block, layers=layers, groups=groups, width_per_group=width_per_group)
+
+
+register("resnet18", build_resnet, _cfg("basic", (2, 2, 2, 2)),
+         paper=RESNET, params=11_689_512, gmacs=1.814, torchvision=True)
+register("resnet34", build_resnet, _cfg("basic", (3, 4, 6, 3)),
+         paper=RESNET, params=21_797_672, gmacs=3.664, torchvision=True)
+register("resnet50", build_resnet, _cfg("bottleneck", (3, 4, 6, 3)),
+         paper=RESNET, params=25_557_032, gmacs=4.089, torchvision=True)
+register("resnet101", build_resnet, _cfg("bottleneck", (3, 4, 23, 3)),
+         paper=RESNET, params=44_549_160, gmacs=7.801, torchvision=True)
+register("resnet152", build_resnet, _cfg("bottleneck", (3, 8, 36, 3)),
+         paper=RESNET, params=60_192_808, gmacs=11.514, torchvision=True)
+register("resnext50_32x4d", build_resnet, _cfg("bottleneck", (3, 4, 6, 3), 32, 4),
+         paper=RESNEXT, params=25_028_904, gmacs=4.230, torchvision=True)
+register("resnext101_32x8d", build_resnet, _cfg("bottleneck", (3, 4, 23, 3), 32, 8),
+         paper=RESNEXT, params=88_791_336, gmacs=16.414, torchvision=True)

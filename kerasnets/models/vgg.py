@@ -1,0 +1,61 @@
+"""VGG 11/13/16/19, with and without BatchNorm, as torchvision defines them.
+
+Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition" (2014). Stages of 3x3 convolutions (bias kept even with BN, as in
+torchvision) and 2x2 max-pools; adaptive average pool to 7x7; three dense layers.
+"""
+
+import keras
+
+from kerasnets.layers import blocks as B
+from kerasnets.registry import Paper, register
+
+VGG = Paper("Very Deep Convolutional Networks for Large-Scale Image Recognition",
+            "https://arxiv.org/abs/1409.1556")
+
+# Convolutions per stage; the channels are 64, 128, 256, 512, 512.
+STAGES = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+CHANNELS = (64, 128, 256, 512, 512)
+
+
+def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth, batch_norm,
+              dropout_rate=0.5):
+    """VGG-``depth``; ``batch_norm`` adds BN (eps 1e-5) after every convolution.
+
+    ``dropout_rate``: after each of the first two dense layers.
+    """
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    for stage, (convs, filters) in enumerate(zip(STAGES[depth], CHANNELS), start=1):
+        for i in range(1, convs + 1):
+            x = B.conv2d(x, filters, 3, use_bias=True, name=f"block{stage}_conv{i}")
+            if batch_norm:
+                x = B.batch_norm(x, name=f"block{stage}_bn{i}")
+            x = B.activation(x, "relu", name=f"block{stage}_relu{i}")
+        x = B.max_pool(x, 2, 2, name=f"block{stage}_pool")
+    if include_top:
+        x = B.adaptive_avg_pool(x, 7, name="avgpool")
+        x = keras.layers.Flatten(name="flatten")(x)
+        for fc in ("fc1", "fc2"):
+            x = B.dense(x, 4096, name=fc)
+            x = B.activation(x, "relu", name=f"{fc}_relu")
+            x = keras.layers.Dropout(dropout_rate, name=f"{fc}_dropout")(x)
+        x = B.dense(x, num_classes, name="fc3")
+    elif pooling:
+        x = B.global_pool(x, pooling, name="global_pool")
+    return keras.Model(inputs, x, name=name)
+
+
+def _cfg(depth, batch_norm=False):
+    return dict(depth=depth, batch_norm=batch_norm)
+
+
+_COMMON = dict(paper=VGG, min_input_size=32, torchvision=True)
+register("vgg11", build_vgg, _cfg(11), params=132_863_336, gmacs=7.609, **_COMMON)
+register("vgg13", build_vgg, _cfg(13), params=133_047_848, gmacs=11.308, **_COMMON)
+register("vgg16", build_vgg, _cfg(16), params=138_357_544, gmacs=15.470, **_COMMON)
+register("vgg19", build_vgg, _cfg(19), params=143_667_240, gmacs=19.632, **_COMMON)
+register("vgg11_bn", build_vgg, _cfg(11, True), params=132_868_840, gmacs=7.609, **_COMMON)
+register("vgg13_bn", build_vgg, _cfg(13, True), params=133_053_736, gmacs=11.308, **_COMMON)
+register("vgg16_bn", build_vgg, _cfg(16, True), params=138_365_992, gmacs=15.470, **_COMMON)
+register("vgg19_bn", build_vgg, _cfg(19, True), params=143_678_248, gmacs=19.632, **_COMMON)

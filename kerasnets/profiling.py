@@ -1,0 +1,46 @@
+"""Counting a built model: trainable parameters and multiply-accumulates.
+
+MACs count what torchvision's published GFLOPS count: the multiply-adds of
+convolutions and dense layers at batch size 1 (BatchNorm, activations, pooling
+and additions are left out, being a few percent at most).
+"""
+
+import math
+
+import keras
+
+
+def count_params(model: keras.Model, trainable: bool = True) -> int:
+    weights = model.trainable_weights if trainable else model.non_trainable_weights
+    return int(sum(math.prod(w.shape) for w in weights))
+
+
+def _spatial_size(shape, data_format):
+    return math.prod(shape[1:-1] if data_format == "channels_last" else shape[2:])
+
+
+def layer_macs(layer) -> int:
+    """Multiply-accumulates of one call of ``layer`` on one image (0 if weightless)."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        out = layer.output.shape
+        kh, kw, _, _ = layer.kernel.shape
+        channels = out[-1] if layer.data_format == "channels_last" else out[1]
+        return _spatial_size(out, layer.data_format) * channels * kh * kw
+    if isinstance(layer, keras.layers.Conv2D):
+        out = layer.output.shape
+        kh, kw, in_per_group, filters = layer.kernel.shape
+        return _spatial_size(out, layer.data_format) * filters * kh * kw * in_per_group
+    if isinstance(layer, keras.layers.Dense):
+        return math.prod(layer.kernel.shape)
+    return 0
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass on one image; nested models included."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += count_macs(layer)
+        else:
+            total += layer_macs(layer)
+    return total

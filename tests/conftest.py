@@ -1,0 +1,49 @@
+"""Shared fixtures. The suite runs once per backend: KERAS_BACKEND=tensorflow|jax|torch.
+
+Import order matters on this stack: torch (and triton, which torchvision pulls in)
+must be loaded before TensorFlow or the process segfaults, and keras must be
+imported before TensorFlow on the torch backend. So: torch, then keras.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+try:  # optional: only the parity tests need torchvision
+    import torch  # noqa: F401
+    import torchvision  # noqa: F401
+except ImportError:
+    pass
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SAMPLE_DIR = ROOT / "tests" / "data" / "fashion_mnist_sample"
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, backend {keras.backend.backend()}"
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(0)
+    np.random.seed(0)
+    yield
+    keras.config.set_image_data_format("channels_last")
+
+
+@pytest.fixture
+def backend():
+    return keras.backend.backend()
+
+
+@pytest.fixture
+def sample_dir():
+    return SAMPLE_DIR
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
