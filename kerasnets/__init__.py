@@ -6,11 +6,17 @@
 ...                                small_input=True)
 """
 
-import keras as _keras  # import keras before anything that may import tensorflow
+import os as _os
 
-from kerasnets import models as _models  # noqa: F401  (registers the zoo)
-from kerasnets.profiling import count_macs, count_params
-from kerasnets.registry import ModelInfo, create_model, list_models, load_weights, model_info
+# TensorFlow's C++ start-up INFO lines drown the progress bars; users can override.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras as _keras  # noqa: E402  (keras before anything that may import tensorflow)
+
+from kerasnets import models as _models  # noqa: F401,E402  (registers the zoo)
+from kerasnets.profiling import count_macs, count_params  # noqa: E402
+from kerasnets.registry import (  # noqa: E402
+    ModelInfo, create_model, list_models, load_weights, model_info)
 
 __version__ = "0.1.0"
 

@@ -44,3 +44,17 @@ def count_macs(model: keras.Model) -> int:
         else:
             total += layer_macs(layer)
     return total
+
+
+def model_table(names=None) -> str:
+    """A markdown table of the zoo from the metadata (nothing is built)."""
+    from kerasnets.registry import list_models, model_info
+
+    rows = ["| model | trainable params | GMACs | default input | min input | paper |",
+            "|---|---:|---:|---|---:|---|"]
+    for name in names or list_models():
+        info = model_info(name)
+        shape = "x".join(str(d) for d in info.input_shape)
+        rows.append(f"| `{name}` | {info.params:,} | {info.gmacs:g} | {shape} | "
+                    f"{info.min_input_size} | [{info.paper.title}]({info.paper.url}) |")
+    return "\n".join(rows)

@@ -26,8 +26,8 @@ def gradients(model, x, y, training=False):
     if backend == "jax":
         import jax
 
-        trainable = [w.value for w in model.trainable_weights]
-        non_trainable = [w.value for w in model.non_trainable_weights]
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]  # + RNG state
 
         def loss_of(trainable):
             out, _ = model.stateless_call(trainable, non_trainable, x, training=training)

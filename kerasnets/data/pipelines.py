@@ -1,0 +1,172 @@
+"""The two input pipelines that feed ``model.fit``: tf.data and ``keras.utils.PyDataset``.
+
+Both take in-memory ``uint8`` images, share the preprocessing of
+:mod:`kerasnets.data.preprocess`, and give identical batches when nothing
+random is involved (``tests/test_pipelines.py``). Training order is a seeded
+shuffle per epoch; after ``--resume`` the stream continues at the epoch where
+the run stopped, so a resumed run sees the batches an uninterrupted one would.
+
+A training pipeline yields ``steps`` batches per epoch, forever (``model.fit``
+is given ``steps_per_epoch``): with the default steps the last batch of an
+epoch may be short, with ``--steps-per-epoch`` every batch is full.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import keras
+import numpy as np
+
+from kerasnets.data.preprocess import Preprocessor, load_batch_numpy
+
+PIPELINES = ("tfdata", "pydataset")
+
+
+def steps_per_epoch(num_examples, batch_size, steps=None) -> int:
+    return int(steps) if steps else math.ceil(num_examples / batch_size)
+
+
+def _outputs(images, labels, label_copies):
+    """The (x, y) a model with ``label_copies`` outputs trains on (GoogLeNet's aux heads)."""
+    return images, (tuple([labels] * label_copies) if label_copies > 1 else labels)
+
+
+# --- tf.data ------------------------------------------------------------------------
+
+
+def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, training,
+               seed=0, steps=None, initial_epoch=0, label_copies=1,
+               data_format="channels_last"):
+    """A ``tf.data.Dataset`` of preprocessed ``(images, one-hot labels)`` batches.
+
+    The uint8 images are held once in memory (the cache); each epoch shuffles
+    indices with a seeded, per-epoch reshuffle, batches them, and a parallel map
+    gathers and augments the batch; prefetch overlaps it with training.
+    """
+    import tensorflow as tf  # tf.data is TensorFlow's, on every Keras backend
+
+    n = len(x)
+    images, labels = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    order = tf.data.Dataset.range(n)
+    if training:
+        order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        if steps:  # fixed-size batches streaming across epochs
+            order = order.repeat().batch(batch_size, drop_remainder=True)
+        else:
+            order = order.batch(batch_size).repeat()
+        order = order.skip(initial_epoch * steps_per_epoch(n, batch_size, steps))
+    else:
+        order = order.batch(batch_size)
+
+    prep = preprocessor.preprocessing
+    pad = prep.crop_padding if training else 0
+    to_rgb = x.shape[-1] == 1 and prep.channels == 3
+
+    def load(indices):  # the tf twin of preprocess.load_batch_numpy
+        batch = tf.gather(images, indices)
+        if pad:
+            batch = tf.pad(batch, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        if to_rgb:
+            batch = tf.repeat(batch, 3, axis=-1)
+        return tf.cast(batch, tf.float32), tf.one_hot(tf.gather(labels, indices), num_classes)
+
+    def transform(batch, onehot):
+        batch, onehot = preprocessor(batch, onehot, training=training)
+        if data_format == "channels_first":
+            batch = tf.transpose(batch, (0, 3, 1, 2))
+        return _outputs(batch, onehot, label_copies)
+
+    autotune = tf.data.AUTOTUNE
+    return (order.map(load, num_parallel_calls=autotune)
+            .map(transform, num_parallel_calls=autotune)
+            .prefetch(autotune))
+
+
+# --- PyDataset ----------------------------------------------------------------------
+
+
+def _graph_or_eager(preprocessor, training):
+    """Run the Keras layers as a TensorFlow graph when TF is installed, as tf.data
+    does (RandAugment is ~10x faster so), else eagerly on the Keras backend."""
+    if importlib.util.find_spec("tensorflow") is None:
+        def eager(images, labels):
+            out = preprocessor(images, labels, training=training)
+            return tuple(keras.ops.convert_to_numpy(t) for t in out)
+        return eager
+    import tensorflow as tf
+
+    graph = tf.function(lambda i, lab: preprocessor(i, lab, training=training),
+                        reduce_retracing=True)
+
+    def run(images, labels):
+        out = graph(tf.constant(images), tf.constant(labels))
+        return tuple(t.numpy() for t in out)
+    return run
+
+
+class ArrayDataset(keras.utils.PyDataset):
+    """A ``keras.utils.PyDataset`` over in-memory images; see :func:`tf_dataset`.
+
+    ``workers`` threads (or processes with ``use_multiprocessing``) prepare
+    batches ahead of ``model.fit``.
+    """
+
+    def __init__(self, x, y, *, num_classes, batch_size, preprocessor: Preprocessor, training,
+                 seed=0, steps=None, initial_epoch=0, label_copies=1,
+                 data_format="channels_last", workers=1, use_multiprocessing=False,
+                 max_queue_size=10):
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
+        self.x, self.y = x, y
+        self.num_classes, self.batch_size = num_classes, batch_size
+        self.preprocessor, self.training = preprocessor, training
+        self.seed, self.steps = seed, steps
+        self.epoch = initial_epoch
+        self.label_copies, self.data_format = label_copies, data_format
+        self._apply = _graph_or_eager(preprocessor, training)
+
+    def __len__(self):
+        if not self.training:
+            return math.ceil(len(self.x) / self.batch_size)
+        return steps_per_epoch(len(self.x), self.batch_size, self.steps)
+
+    def _permutation(self, k):
+        return np.random.default_rng([self.seed, k]).permutation(len(self.x))
+
+    def batch_indices(self, index):
+        n, size = len(self.x), self.batch_size
+        if not self.training:
+            return np.arange(index * size, min((index + 1) * size, n))
+        if not self.steps:  # one permutation per epoch, last batch may be short
+            return self._permutation(self.epoch)[index * size:(index + 1) * size]
+        start = (self.epoch * self.steps + index) * size  # a stream of permutations
+        positions = np.arange(start, start + size)
+        return np.concatenate([self._permutation(k)[positions[positions // n == k] % n]
+                               for k in np.unique(positions // n)])
+
+    def __getitem__(self, index):
+        if index >= len(self):
+            raise IndexError(index)
+        images, labels = load_batch_numpy(self.x, self.y, self.batch_indices(index),
+                                          preprocessing=self.preprocessor.preprocessing,
+                                          num_classes=self.num_classes, training=self.training)
+        images, labels = self._apply(images, labels)
+        if self.data_format == "channels_first":
+            images = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
+        return _outputs(images, labels, self.label_copies)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def make_pipeline(kind, x, y, **kwargs):
+    """``"tfdata"`` or ``"pydataset"``; PyDataset-only arguments are ignored by tf.data."""
+    if kind == "tfdata":
+        for key in ("workers", "use_multiprocessing", "max_queue_size"):
+            kwargs.pop(key, None)
+        return tf_dataset(x, y, **kwargs)
+    if kind == "pydataset":
+        return ArrayDataset(x, y, **kwargs)
+    raise ValueError(f"pipeline must be one of {PIPELINES}, not {kind!r}.")

@@ -1,0 +1,145 @@
+"""What a run keeps on disk, always written atomically (temp file, then rename).
+
+``saved_models/<model>-<dataset>-<timestamp>/``::
+
+    config.json     every setting, the backend, package versions, the machine
+    model.keras     the final model
+    best.keras      the best epoch so far (by validation accuracy)
+    backup/         the last completed epoch, with the optimizer (for --resume)
+    history.csv     per-epoch metrics
+    metrics.json    test top-1/top-5, loss, images/s, wall time, status
+    curves.png      loss and accuracy per epoch
+    logs/           TensorBoard
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import keras
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then rename onto ``path``: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"  # keep ".keras" / ".weights.h5" endings
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def write_json(path, data):
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_model(model, path):
+    atomic_write(path, lambda tmp: model.save(tmp))
+
+
+def write_history_csv(path, rows):
+    """``rows``: list of dicts (one per epoch), written as one CSV."""
+    if not rows:
+        return
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_history_csv(path):
+    if not Path(path).exists():
+        return []
+    with open(path) as f:
+        return [{k: (float(v) if k != "epoch" else int(v)) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(f)]
+
+
+def plot_curves(path, rows, title):
+    """Loss and accuracy per epoch, train and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in rows]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [row.get(prefix + key) for row in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, marker="o", label=(prefix or "train_") + key)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def package_versions():
+    versions = {"python": platform.python_version()}
+    for name in ("kerasnets", "keras", "tensorflow", "jax", "jaxlib", "torch", "numpy"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def machine_description():
+    devices = []
+    try:
+        devices = keras.distribution.list_devices()
+    except Exception:  # a backend without device listing: not worth failing a run
+        pass
+    memory = None
+    if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {"platform": platform.platform(), "processor": platform.processor() or
+            platform.machine(), "cpu_count": os.cpu_count(), "memory_gib": memory,
+            "devices": [str(d) for d in devices], "hostname": platform.node()}
+
+
+def new_run_dir(output_dir, model, dataset, run_name=None):
+    """A fresh directory; never reuses (and so never overwrites) an existing run."""
+    output_dir = Path(output_dir)
+    base = run_name or f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = output_dir / base, 1
+    if run_name and path.exists():
+        raise FileExistsError(f"Run directory {path} already exists; pick another --run-name "
+                              f"or continue it with --resume {path}.")
+    while path.exists():
+        n += 1
+        path = output_dir / f"{base}-{n}"
+    path.mkdir(parents=True)
+    return path
