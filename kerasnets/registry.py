@@ -175,8 +175,9 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
             Grayscale works: ``(28, 28, 1)``.
         include_top: keep the classifier. Without it the model returns the last
             feature map, or a pooled vector if ``pooling`` is ``"avg"``/``"max"``.
-        weights: ``None`` (random init) or a path to a ``.weights.h5`` or ``.keras``
-            file whose layers match this model's.
+        weights: ``None`` (random init), ``"imagenet"`` (torchvision's ImageNet
+            weights, converted once and cached; see :mod:`kerasnets.interop.imagenet`)
+            or a path to a ``.weights.h5`` or ``.keras`` file whose layers match.
         data_format: ``"channels_last"`` (default) or ``"channels_first"``.
         **options: family options, e.g. ``dropout_rate``, ``drop_path_rate``,
             ``zero_init_residual``, ``width_multiplier``, ``small_input``;
@@ -186,10 +187,19 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
         A functional ``keras.Model`` that saves to ``.keras`` and loads back with
         ``keras.saving.load_model`` (once ``kerasnets`` is imported).
     """
+    if weights == "imagenet":
+        from kerasnets.interop.imagenet import PRETRAINED_OPTIONS, checkpoint
+
+        checkpoint(name)  # a clear error for models without published weights
+        options = {**PRETRAINED_OPTIONS.get(name, {}), **options}
     model = build_model(name, num_classes=num_classes, input_shape=input_shape,
                         include_top=include_top, pooling=pooling, data_format=data_format,
                         **options)
-    if weights is not None:
+    if weights == "imagenet":
+        from kerasnets.interop.imagenet import load_imagenet_weights
+
+        load_imagenet_weights(model, name)
+    elif weights is not None:
         load_weights(model, weights)
     return model
 

@@ -7,7 +7,15 @@ imported before TensorFlow on the torch backend. So: torch, then keras.
 
 import os
 import sys
+import tempfile
 from pathlib import Path
+
+# JAX: reuse XLA compilations between identical graphs (a model, its from_config clone
+# and its reloaded copy compile once). Set before jax is imported.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "kerasnets-test-jax-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 try:  # optional: only the parity tests need torchvision
     import torch  # noqa: F401
@@ -45,5 +53,3 @@ def backend():
 def sample_dir():
     return SAMPLE_DIR
 
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

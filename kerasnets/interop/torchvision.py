@@ -56,7 +56,7 @@ def _sequential_paths(model):
 _CONV_NORM = {"conv": "0", "bn": "1"}  # torchvision's Conv2dNormActivation
 
 
-def _mobilenet_v2_path(name, model):
+def _mobilenet_v2_path(name, names):
     if name == "classifier":
         return "classifier.1"
     match = re.fullmatch(r"(stem|last|block(\d+))_(expand|dw|project)?_?(conv|bn)", name)
@@ -64,10 +64,8 @@ def _mobilenet_v2_path(name, model):
         return None
     head, number, part, kind = match.groups()
     if head in ("stem", "last"):
-        index = 0 if head == "stem" else len(
-            {n.split("_")[0] for n in _names(model) if n.startswith("block")}) + 1
-        return f"features.{index}.{_CONV_NORM[kind]}"
-    has_expand = f"block{number}_expand_conv" in _names(model)
+        return f"features.{_stem_or_last_index(head, names)}.{_CONV_NORM[kind]}"
+    has_expand = f"block{number}_expand_conv" in names
     order = (["expand"] if has_expand else []) + ["dw", "project"]
     position = order.index(part)
     if part == "project":  # plain conv then BN, numbered on
@@ -75,7 +73,7 @@ def _mobilenet_v2_path(name, model):
     return f"features.{number}.conv.{position}.{_CONV_NORM[kind]}"
 
 
-def _mobilenet_v3_path(name, model):
+def _mobilenet_v3_path(name, names):
     if name in ("classifier_fc1", "classifier_fc2"):
         return "classifier.0" if name.endswith("1") else "classifier.3"
     match = re.fullmatch(r"(stem|last|block(\d+))_(expand|dw|se|project)?_?(conv|bn|fc1|fc2)",
@@ -84,26 +82,27 @@ def _mobilenet_v3_path(name, model):
         return None
     head, number, part, kind = match.groups()
     if head in ("stem", "last"):
-        index = 0 if head == "stem" else len(
-            {n.split("_")[0] for n in _names(model) if n.startswith("block")}) + 1
-        return f"features.{index}.{_CONV_NORM[kind]}"
-    names = _names(model)
+        return f"features.{_stem_or_last_index(head, names)}.{_CONV_NORM[kind]}"
     order = [p for p in ("expand", "dw", "se", "project")
              if p in ("dw", "project") or any(n.startswith(f"block{number}_{p}_") for n in names)]
     prefix = f"features.{number}.block.{order.index(part)}"
     return f"{prefix}.{kind}" if part == "se" else f"{prefix}.{_CONV_NORM[kind]}"
 
 
+def _stem_or_last_index(head, names):
+    """MobileNets: the stem is ``features.0``, the last conv follows the blocks."""
+    if head == "stem":
+        return 0
+    return len({n.split("_")[0] for n in names if n.startswith("block")}) + 1
+
+
 def _names(model):
-    cache = getattr(model, "_kerasnets_layer_names", None)
-    if cache is None:
-        cache = {layer.name for layer in model.layers}
-    return cache
+    return {layer.name for layer in model.layers}
 
 
 def torch_paths(model) -> dict[str, str]:
     """Keras layer name -> torchvision module path, for every layer with weights."""
-    family = _family(model)
+    family, names = _family(model), _names(model)
     if family in ("alexnet", "vgg"):
         sequential = _sequential_paths(model)
     paths = {}
@@ -117,9 +116,9 @@ def torch_paths(model) -> dict[str, str]:
         elif family in ("alexnet", "vgg"):
             path = sequential.get(layer.name)
         elif family == "mobilenet_v2":
-            path = _mobilenet_v2_path(layer.name, model)
+            path = _mobilenet_v2_path(layer.name, names)
         else:
-            path = _mobilenet_v3_path(layer.name, model)
+            path = _mobilenet_v3_path(layer.name, names)
         if path is None:
             raise ValueError(f"No torchvision counterpart for layer {layer.name!r} of "
                              f"{model.name}.")
@@ -189,14 +188,34 @@ def _convert(layer, torch_weights):
     return arrays, order
 
 
+# torchvision's DenseNet checkpoints predate its module names ("norm.1" for "norm1");
+# torchvision renames them on load with this pattern, and so do we.
+_LEGACY_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _normalise_keys(state_dict, model):
+    keys = {}
+    for key, value in state_dict.items():
+        match = _LEGACY_DENSENET_KEY.match(key)
+        keys[match.group(1) + match.group(2) if match else key] = value
+    # Checkpoints of torchvision's GoogLeNet always carry its auxiliary heads; a
+    # model built without them (aux_logits=False, as torchvision does after loading)
+    # drops exactly those keys.
+    if _family(model) == "googlenet" and "aux1_fc2" not in _names(model):
+        keys = {k: v for k, v in keys.items() if not k.startswith(("aux1.", "aux2."))}
+    return keys
+
+
 def load_torchvision_weights(model, state_dict) -> None:
     """Copy a torchvision ``state_dict`` into ``model`` (a kerasnets model of the same name).
 
     Raises ``ValueError`` naming the key and both shapes on any missing, extra or
     mis-shaped tensor; nothing is skipped silently except torch's
-    ``num_batches_tracked`` counters.
+    ``num_batches_tracked`` counters (and GoogLeNet's auxiliary heads when the
+    model has none, as torchvision's own loader does).
     """
-    remaining = {k: _to_numpy(v) for k, v in state_dict.items()
+    remaining = {k: _to_numpy(v) for k, v in _normalise_keys(state_dict, model).items()
                  if not k.endswith(IGNORED_SUFFIXES)}
     paths = torch_paths(model)
     assignments = []

@@ -17,9 +17,8 @@ from __future__ import annotations
 import keras
 
 from kerasnets.layers.conv import DepthwiseConv2D, GroupConv2D
-
-# Initialisers torchvision uses for its convolution and dense layers.
-KAIMING_FAN_OUT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+from kerasnets.layers.initializers import glorot_uniform, kaiming_normal_fan_out
+from kerasnets.layers.pooling import AdaptiveAveragePooling2D
 
 
 def channels_last() -> bool:
@@ -44,13 +43,15 @@ def zero_pad(x, padding, *, name):
 
 
 def conv2d(x, filters, kernel_size, *, name, stride=1, padding=None, groups=1,
-           dilation=1, use_bias=False, kernel_initializer=KAIMING_FAN_OUT):
+           dilation=1, use_bias=False, kernel_initializer=None):
     """``torch.nn.Conv2d`` semantics on a Keras tensor.
 
     ``padding`` is torch's symmetric padding per side; ``None`` means
     ``dilation * (kernel_size - 1) // 2`` ("same" for odd kernels).
     ``groups == in_channels == filters`` gives a depthwise convolution.
+    ``kernel_initializer`` defaults to torchvision's (Kaiming normal, fan out).
     """
+    kernel_initializer = kernel_initializer or kaiming_normal_fan_out()
     if padding is None:
         padding = dilation * (kernel_size - 1) // 2
     keras_padding = "valid"
@@ -142,7 +143,7 @@ def adaptive_avg_pool(x, output_size, *, name):
     """``torch.nn.AdaptiveAvgPool2d``; skipped when the input already has that size."""
     if spatial_shape(x) == (output_size, output_size):
         return x
-    return keras.layers.AdaptiveAveragePooling2D(output_size, name=name)(x)
+    return AdaptiveAveragePooling2D(output_size, name=name)(x)
 
 
 def drop_path(x, rate, *, name):
@@ -158,7 +159,8 @@ def drop_path(x, rate, *, name):
 
 
 def dense(x, units, *, name, use_bias=True):
-    return keras.layers.Dense(units, use_bias=use_bias, name=name)(x)
+    return keras.layers.Dense(units, use_bias=use_bias, kernel_initializer=glorot_uniform(),
+                              name=name)(x)
 
 
 def global_pool(x, pooling, *, name, keepdims=False):

@@ -11,6 +11,7 @@ torchvision's weights load). Layer names are torchvision's module paths with
 import keras
 
 from kerasnets.layers import blocks as B
+from kerasnets.interop.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from kerasnets.registry import Paper, register
 
 GOOGLENET = Paper("Going Deeper with Convolutions", "https://arxiv.org/abs/1409.4842")
@@ -56,19 +57,34 @@ def aux_head(x, num_classes, *, name, dropout_rate=0.7):
     return B.dense(x, num_classes, name=f"{name}_fc2")
 
 
+def imagenet_to_torchvision_input(x, *, name):
+    """torchvision's ``transform_input``: its ImageNet weights were trained on inputs
+    normalised with mean = std = 0.5, so ImageNet-normalised inputs are mapped there."""
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    scale = [s / 0.5 for s in std]
+    offset = [(m - 0.5) / 0.5 for m in mean]
+    if not B.channels_last():  # broadcast over (C, H, W)
+        scale, offset = [[[v]] for v in scale], [[[v]] for v in offset]
+    return keras.layers.Rescaling(scale, offset, name=name)(x)
+
+
 def build_googlenet(*, input_shape, num_classes, include_top, pooling, name,
-                    aux_logits=False, dropout_rate=0.2):
+                    aux_logits=False, dropout_rate=0.2, transform_input=False):
     """GoogLeNet.
 
     Args:
         aux_logits: add the two auxiliary classifiers; the model then returns
             ``[logits, aux1, aux2]`` (torchvision's training-mode outputs).
         dropout_rate: before the classifier (torchvision: 0.2).
+        transform_input: re-normalise ImageNet-normalised RGB inputs as torchvision's
+            ImageNet weights expect (set by ``weights="imagenet"``).
     """
     if aux_logits and not include_top:
         raise ValueError("googlenet: aux_logits=True needs include_top=True.")
     inputs = keras.Input(input_shape, name="input")
-    x = basic_conv(inputs, 64, 7, stride=2, padding=3, name="conv1")
+    x = imagenet_to_torchvision_input(inputs, name="transform_input") if transform_input \
+        else inputs
+    x = basic_conv(x, 64, 7, stride=2, padding=3, name="conv1")
     x = B.max_pool(x, 3, 2, ceil_mode=True, name="maxpool1")
     x = basic_conv(x, 64, 1, name="conv2")
     x = basic_conv(x, 192, 3, name="conv3")

@@ -10,6 +10,7 @@ dense classifier.
 import keras
 
 from kerasnets.layers import blocks as B
+from kerasnets.layers.initializers import glorot_uniform
 from kerasnets.registry import Paper, register
 
 NIN = Paper("Network In Network", "https://arxiv.org/abs/1312.4400")
@@ -19,7 +20,7 @@ FEATURES = ((96, 11, 4, 0), (256, 5, 1, 2), (384, 3, 1, 1))
 
 
 def nin_block(x, filters, kernel_size, *, stride, padding, name):
-    init = "glorot_uniform"  # d2l's train_ch6 uses Xavier-uniform everywhere
+    init = glorot_uniform()  # d2l's train_ch6 uses Xavier-uniform everywhere
     x = B.conv2d(x, filters, kernel_size, stride=stride, padding=padding, use_bias=True,
                  kernel_initializer=init, name=f"{name}_conv1")
     x = B.activation(x, "relu", name=f"{name}_relu1")

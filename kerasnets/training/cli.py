@@ -81,20 +81,33 @@ def evaluate_main(argv=None, prog="kerasnets-evaluate"):
 
 
 def predict_main(argv=None, prog="kerasnets-predict"):
-    """Top-k labels with probabilities for image files."""
+    """Top-k labels with probabilities for image files, from a trained run, a .keras
+    file, or a zoo model with torchvision's ImageNet weights (--weights imagenet)."""
     from kerasnets.training.evaluate import CHECKPOINTS, predict_files
 
     parser = argparse.ArgumentParser(prog=prog, description=predict_main.__doc__,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("model", metavar="RUN_DIR_OR_MODEL")
+    parser.add_argument("model", metavar="RUN_DIR_OR_MODEL",
+                        help="a run directory, a .keras file, or a model name with --weights")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--weights", help="for a model name: 'imagenet'")
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--checkpoint", choices=list(CHECKPOINTS), default="final")
     args = parser.parse_args(argv)
 
     def run():
-        results = predict_files(args.model, args.images, checkpoint=args.checkpoint,
-                                top_k=args.top_k)
+        import kerasnets
+
+        if args.model in kerasnets.list_models():
+            if args.weights != "imagenet":
+                raise ValueError(f"{args.model} is a model name: add --weights imagenet "
+                                 f"(or pass a run directory or .keras file).")
+            from kerasnets.interop.imagenet import predict_imagenet
+
+            results = predict_imagenet(args.model, args.images, top=args.top_k)
+        else:
+            results = predict_files(args.model, args.images, checkpoint=args.checkpoint,
+                                    top_k=args.top_k)
         for image, top in zip(args.images, results):
             print(image)
             for label, probability in top:

@@ -25,6 +25,7 @@ class TrainConfig:
     model: str = "lenet5"
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
+    download: bool = True
     recipe: str = "modern"
     model_options: dict = field(default_factory=dict)
     # data
@@ -125,6 +126,9 @@ TRAIN_OPTIONS = {
         ("--data-dir", dict(metavar="DIR", help="where the data set's files are; searched "
                             "first (then $KERASNETS_DATA, ~/.keras/datasets, "
                             "/usr/share/datasets). Required for --dataset folder")),
+        ("--download", dict(action=argparse.BooleanOptionalAction, help="download the "
+                            "data set through Keras when it is found nowhere (default on; "
+                            "needs internet)")),
         ("--image-size", dict(type=_positive(int), metavar="PX", help="resize images to "
                               "PX x PX (d2l: 224 for AlexNet/VGG/NiN, 96 for the others)")),
         ("--to-rgb", dict(action=argparse.BooleanOptionalAction, help="repeat grayscale to "

@@ -102,7 +102,7 @@ def prepare(config: TrainConfig) -> Prepared:
             f"--image-size {size} is too small for {config.model}: it needs at least "
             f"{info.min_input_size}x{info.min_input_size}. Use --image-size "
             f"{max(info.min_input_size, 32)} or more.")
-    data = load_dataset(config.dataset, data_dir=config.data_dir,
+    data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                         val_fraction=config.val_fraction, seed=config.seed, image_size=size)
     height, width, channels = data.input_shape
     if min(height, width) < info.min_input_size:
