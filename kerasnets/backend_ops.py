@@ -10,6 +10,7 @@ layer weights never depend on the backend.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -48,3 +49,54 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
         inputs, kernel, strides=strides, padding=padding,
         dilation_rate=dilation_rate, data_format=data_format,
     )
+
+
+# --- Running a model outside model.fit (parity checks, benchmarks) ------------------
+
+
+class _KeepState:
+    """Restore the non-trainable variables (BN statistics, RNG) on exit: a training-mode
+    call updates them on TensorFlow and torch, but not in JAX's stateless call."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.saved = [keras.ops.convert_to_numpy(v) for v in self.model.non_trainable_variables]
+
+    def __exit__(self, *exc):
+        for variable, value in zip(self.model.non_trainable_variables, self.saved):
+            variable.assign(value)
+
+
+def forward_modes(model, x):
+    """``(inference outputs, training-mode outputs)`` of ``model`` on ``x``, as numpy,
+    leaving the model's state as it was (one compilation on JAX)."""
+    if backend() == "jax":
+        import jax
+
+        def run(trainable, non_trainable, x):
+            return tuple(model.stateless_call(trainable, non_trainable, x, training=mode)[0]
+                         for mode in (False, True))
+
+        outs = jax.jit(run)([v.value for v in model.trainable_variables],
+                            [v.value for v in model.non_trainable_variables], x)
+    else:
+        with _KeepState(model):
+            outs = (model(x, training=False), model(x, training=True))
+    return tuple(keras.tree.map_structure(keras.ops.convert_to_numpy, out) for out in outs)
+
+
+def forward(model, x):
+    """Inference outputs of ``model`` on ``x`` as numpy (jitted on JAX)."""
+    if backend() == "jax":
+        import jax
+
+        def run(trainable, non_trainable, x):
+            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+        out = jax.jit(run)([v.value for v in model.trainable_variables],
+                           [v.value for v in model.non_trainable_variables], x)
+    else:
+        out = model(x, training=False)
+    return keras.tree.map_structure(keras.ops.convert_to_numpy, out)

@@ -14,7 +14,8 @@ def _probe_loss(outputs):
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     total = 0.0
     for out in outputs:
-        weights = np.random.RandomState(7).randn(*out.shape).astype("float32")
+        weights = keras.ops.convert_to_tensor(
+            np.random.RandomState(7).randn(*out.shape).astype("float32"))
         total = total + keras.ops.mean(out * weights)
     return total
 

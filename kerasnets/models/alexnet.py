@@ -20,8 +20,14 @@ FEATURES = ((64, 11, 4, 2, True), (192, 5, 1, 2, True), (384, 3, 1, 1, False),
             (256, 3, 1, 1, False), (256, 3, 1, 1, True))
 
 
-def build_alexnet(*, input_shape, num_classes, include_top, pooling, name, dropout_rate=0.5):
-    """AlexNet. ``dropout_rate``: before each of the first two dense layers."""
+def build_alexnet(*, input_shape, num_classes, include_top, pooling, name, dropout_rate=0.5,
+                  fc_units=4096):
+    """AlexNet.
+
+    Args:
+        dropout_rate: before each of the first two dense layers.
+        fc_units: width of the two hidden dense layers (4096 in the paper).
+    """
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for i, (filters, kernel, stride, padding, pool) in enumerate(FEATURES, start=1):
@@ -35,7 +41,7 @@ def build_alexnet(*, input_shape, num_classes, include_top, pooling, name, dropo
         x = keras.layers.Flatten(name="flatten")(x)
         for fc in ("fc6", "fc7"):
             x = keras.layers.Dropout(dropout_rate, name=f"{fc}_dropout")(x)
-            x = B.dense(x, 4096, name=fc)
+            x = B.dense(x, fc_units, name=fc)
             x = B.activation(x, "relu", name=f"{fc}_relu")
         x = B.dense(x, num_classes, name="fc8")
     elif pooling:

@@ -19,10 +19,13 @@ CHANNELS = (64, 128, 256, 512, 512)
 
 
 def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth, batch_norm,
-              dropout_rate=0.5):
+              dropout_rate=0.5, fc_units=4096):
     """VGG-``depth``; ``batch_norm`` adds BN (eps 1e-5) after every convolution.
 
-    ``dropout_rate``: after each of the first two dense layers.
+    Args:
+        dropout_rate: after each of the first two dense layers.
+        fc_units: width of the two hidden dense layers (4096 in the paper; most of
+            VGG's 133-144M parameters sit in the first of them).
     """
     inputs = keras.Input(input_shape, name="input")
     x = inputs
@@ -37,7 +40,7 @@ def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth, ba
         x = B.adaptive_avg_pool(x, 7, name="avgpool")
         x = keras.layers.Flatten(name="flatten")(x)
         for fc in ("fc1", "fc2"):
-            x = B.dense(x, 4096, name=fc)
+            x = B.dense(x, fc_units, name=fc)
             x = B.activation(x, "relu", name=f"{fc}_relu")
             x = keras.layers.Dropout(dropout_rate, name=f"{fc}_dropout")(x)
         x = B.dense(x, num_classes, name="fc3")

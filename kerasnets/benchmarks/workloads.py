@@ -1,0 +1,249 @@
+"""One benchmark workload, run in a process of its own (the Keras backend is fixed
+at import, and a fresh process gives an honest peak memory).
+
+``python -m kerasnets.benchmarks.workloads '<json spec>'`` prints one line
+``RESULT {...}``. Kinds:
+
+* ``kerasnets`` / ``keras_apps``: ``model.fit`` training and ``model.predict``
+  inference on random images held in memory, on the current Keras backend;
+* ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
+  ``channels_last`` memory format;
+* ``pipeline``: one input pipeline alone (batches per second, no model);
+* ``fit_pipeline``: ``model.fit`` fed by an input pipeline, or by the same
+  preprocessed tensors held in memory (``pipeline: "memory"``).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+
+KERAS_APPLICATIONS = {"resnet50": "ResNet50", "mobilenet_v2": "MobileNetV2",
+                      "densenet121": "DenseNet121", "vgg16": "VGG16"}
+
+
+def _peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _random_batch(spec, channels_first=False):
+    rng = np.random.RandomState(0)
+    size, batch = spec["image_size"], spec["batch_size"]
+    shape = (batch, 3, size, size) if channels_first else (batch, size, size, 3)
+    return rng.rand(*shape).astype("float32"), rng.randint(0, 1000, batch).astype("int32")
+
+
+class _StepTimer:
+    """Times ``model.fit`` steps: the first (tracing/compilation) and the rest."""
+
+    def __init__(self, warmup):
+        import keras
+
+        timer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                timer.start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if batch == 0:
+                    timer.first_step = time.perf_counter() - timer.start
+                if batch == warmup - 1:
+                    timer.measure_start = time.perf_counter()
+
+        self.callback = Callback()
+        self.start = self.first_step = self.measure_start = None
+
+
+def _keras_model(spec):
+    import keras
+
+    if spec["kind"] == "keras_apps":
+        app = getattr(keras.applications, KERAS_APPLICATIONS[spec["model"]])
+        return app(weights=None, input_shape=(spec["image_size"], spec["image_size"], 3),
+                   classes=1000, classifier_activation=None)
+    import kerasnets
+
+    return kerasnets.create_model(spec["model"], input_shape=(spec["image_size"],) * 2 + (3,),
+                                  **spec.get("options", {}))
+
+
+def run_keras(spec):
+    """Training and inference throughput of a Keras model through fit/predict."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    built = time.perf_counter()
+    model = _keras_model(spec)
+    build_seconds = time.perf_counter() - built
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=spec.get("jit_compile", "auto"))
+    x, y = _random_batch(spec)
+    warmup, steps = spec["warmup"], spec["steps"]
+    reps = warmup + steps
+    xs, ys = np.concatenate([x] * reps), np.concatenate([y] * reps)
+    timer = _StepTimer(warmup)
+    model.fit(xs, ys, batch_size=len(x), epochs=1, shuffle=False, verbose=0,
+              callbacks=[timer.callback])
+    train_seconds = time.perf_counter() - timer.measure_start
+    model.predict(x, batch_size=len(x), verbose=0)  # compile the inference graph
+    xp = np.concatenate([x] * steps)
+    start = time.perf_counter()
+    model.predict(xp, batch_size=len(x), verbose=0)
+    predict_seconds = time.perf_counter() - start
+    return {"train_images_per_second": steps * len(x) / train_seconds,
+            "predict_images_per_second": steps * len(x) / predict_seconds,
+            "first_step_seconds": timer.first_step, "build_seconds": build_seconds,
+            "peak_memory_mb": _peak_rss_mb(), "backend": keras.backend.backend()}
+
+
+def run_torchvision(spec):
+    """The same workload as a plain PyTorch eager training loop."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    channels_last = spec.get("memory_format") == "channels_last"
+    model = torchvision.models.get_model(spec["model"], weights=None, num_classes=1000)
+    x, y = _random_batch(spec, channels_first=True)
+    x, y = torch.from_numpy(x), torch.from_numpy(y).long()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x)
+        out = out.logits if hasattr(out, "logits") else out  # GoogLeNet in training mode
+        loss_fn(out, y).backward()
+        optimizer.step()
+
+    model.train()
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(spec["warmup"] - 1):
+        step()
+    start = time.perf_counter()
+    for _ in range(spec["steps"]):
+        step()
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(spec["steps"]):
+            model(x)
+        predict_seconds = time.perf_counter() - start
+    n = spec["steps"] * len(x)
+    return {"train_images_per_second": n / train_seconds,
+            "predict_images_per_second": n / predict_seconds, "first_step_seconds": first,
+            "peak_memory_mb": _peak_rss_mb(), "backend": "pytorch eager"}
+
+
+def _fashion_mnist():
+    from kerasnets.data import load_dataset
+
+    return load_dataset("fashion_mnist", download=False)
+
+
+def _pipeline_parts(spec, data):
+    """The trainer's own preprocessing for ``spec['model']`` with its default recipe."""
+    from kerasnets.training import resolve_config
+    from kerasnets.training.run import prepare
+
+    config = resolve_config({"model": spec["model"], "batch_size": spec["batch_size"],
+                             "download": False, "pipeline": spec.get("pipeline", "tfdata")})
+    prepared = prepare(config)
+    return config, prepared
+
+
+def run_pipeline(spec):
+    """Images per second one input pipeline delivers, with no model attached."""
+    from kerasnets.data import Preprocessor, make_pipeline
+
+    config, prepared = _pipeline_parts(spec, None)
+    data = prepared.data
+    pipe = make_pipeline(spec["pipeline"], data.x_train, data.y_train, training=True,
+                         num_classes=data.num_classes, batch_size=config.batch_size,
+                         preprocessor=Preprocessor(prepared.preprocessing,
+                                                   data.input_shape[:2], seed=0),
+                         workers=config.workers)
+    batches = spec["steps"]
+    if spec["pipeline"] == "tfdata":
+        iterator = iter(pipe)
+        for _ in range(spec["warmup"]):
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+    else:  # as model.fit consumes a PyDataset: its workers run ahead
+        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+        iterator = iter(PyDatasetAdapter(pipe, shuffle=False).get_numpy_iterator())
+        for _ in range(spec["warmup"]):
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+    seconds = time.perf_counter() - start
+    return {"pipeline_images_per_second": batches * config.batch_size / seconds,
+            "augmentation": {k: v for k, v in prepared.preprocessing.to_dict().items()
+                             if k in ("crop_padding", "flip", "normalize", "channels")},
+            "peak_memory_mb": _peak_rss_mb()}
+
+
+def run_fit_pipeline(spec):
+    """``model.fit`` throughput fed by a pipeline, or by the same tensors in memory."""
+    import keras
+
+    from kerasnets.data import Preprocessor, make_pipeline
+    from kerasnets.data.pipelines import steps_per_epoch
+    from kerasnets.training.run import build_and_compile
+
+    config, prepared = _pipeline_parts(spec, None)
+    data = prepared.data
+    steps = spec["warmup"] + spec["steps"]
+    model = build_and_compile(prepared, steps_per_epoch(len(data.x_train), config.batch_size))
+    preprocessor = Preprocessor(prepared.preprocessing, data.input_shape[:2], seed=0)
+    common = dict(num_classes=data.num_classes, batch_size=config.batch_size,
+                  preprocessor=preprocessor, training=True, workers=config.workers)
+    if spec["pipeline"] == "memory":  # the batches, made beforehand
+        pipe = make_pipeline("pydataset", data.x_train, data.y_train, **common)
+        xs, ys = zip(*(pipe[i % len(pipe)] for i in range(steps)))
+        feed = (np.concatenate(xs), np.concatenate(ys))
+    else:
+        feed = (make_pipeline(spec["pipeline"], data.x_train, data.y_train, **common),)
+    timer = _StepTimer(spec["warmup"])
+    if len(feed) == 2:
+        model.fit(*feed, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[timer.callback])
+    else:
+        model.fit(feed[0], epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False,
+                  callbacks=[timer.callback])
+    seconds = time.perf_counter() - timer.measure_start
+    return {"train_images_per_second": spec["steps"] * config.batch_size / seconds,
+            "backend": keras.backend.backend(), "peak_memory_mb": _peak_rss_mb()}
+
+
+RUNNERS = {"kerasnets": run_keras, "keras_apps": run_keras, "torchvision": run_torchvision,
+           "pipeline": run_pipeline, "fit_pipeline": run_fit_pipeline}
+
+
+def main(argv=None):
+    spec = json.loads((argv or sys.argv[1:])[0])
+    if spec["kind"] == "torchvision":  # torch first: see tests/conftest.py on import order
+        import torch  # noqa: F401
+    result = RUNNERS[spec["kind"]](spec)
+    print("RESULT " + json.dumps({**spec, **result}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

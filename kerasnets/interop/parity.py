@@ -1,0 +1,307 @@
+"""Same weights, same answers: checking every model across TensorFlow, JAX and torch.
+
+A backend is fixed when Keras is imported, so each backend runs in its own
+process (``python -m kerasnets.interop.parity --phase ...``) and writes numpy
+files that the driver (:func:`run_parity`) compares:
+
+1. ``init`` (one backend): build every model, give BatchNorm random statistics,
+   save the weights once as ``.weights.h5``;
+2. ``compute`` (each backend): load them; inference logits, training-mode logits
+   (BatchNorm on batch statistics, dropout off), save a ``.keras``; then, in
+   float64, one SGD-with-momentum step with ``model.train_on_batch``: the weights
+   after it, and (the first step being ``w - lr * g``) every weight's gradient;
+3. ``crossload`` (each backend): load the other backends' ``.keras`` files and
+   predict.
+
+The heaviest variants run in a reduced configuration of their own family (fewer
+blocks, narrower dense layers), so the check stays fast enough for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BACKENDS = ("tensorflow", "jax", "torch")
+SIZE, BATCH, CLASSES, LR = 64, 4, 10, 0.1
+# model pattern -> (structural config overrides, option overrides). Variants of a
+# family repeat the same blocks, so their parity runs on one block per stage (and
+# VGG on VGG-11's stages, with a narrow dense head): the same operations, in a
+# network small enough to check in CI on three backends.
+REDUCED = {
+    "alexnet": ({}, {"fc_units": 64}),
+    "vgg*": ({"depth": 11}, {"fc_units": 64}),
+    "res*": ({"layers": (1, 1, 1, 1)}, {}),
+    "densenet*": ({"block_config": (2, 2, 2, 2)}, {}),
+}
+TOLERANCES = {"inference": 1e-4, "training": 1e-4, "gradients": 1e-3, "step": 1e-4,
+              "crossload": 1e-4}
+
+
+def parity_config(name):
+    config, options = {}, {"dropout_rate": 0.0}
+    for pattern, (c, o) in REDUCED.items():
+        if fnmatch.fnmatch(name, pattern):
+            config, options = {**config, **c}, {**options, **o}
+    return config, options
+
+
+def parity_groups(names):
+    """``{representative: [names]}``: models whose parity network is the same one
+    (e.g. resnet50/101/152 with one block per stage) are computed once."""
+    import kerasnets
+
+    groups = {}
+    for name in names:
+        info = kerasnets.model_info(name)
+        config, options = parity_config(name)
+        key = repr((info.builder.__name__, sorted({**info.config, **config}.items()),
+                    sorted(options.items())))
+        groups.setdefault(key, []).append(name)
+    return {members[0]: members for members in groups.values()}
+
+
+def build(name):
+    """``name`` (or its reduced configuration) at 64x64x3 with 10 classes, no dropout."""
+    import kerasnets
+    from kerasnets.registry import data_format_scope
+
+    info = kerasnets.model_info(name)
+    config, options = parity_config(name)
+    size = max(SIZE, info.min_input_size)
+    with data_format_scope("channels_last"):
+        return info.builder(input_shape=(size, size, 3), num_classes=CLASSES,
+                            include_top=True, pooling=None, name=name,
+                            **{**info.config, **config}, **options)
+
+
+@contextlib.contextmanager
+def float64():
+    """Build and run in float64 (with ``JAX_ENABLE_X64=1`` on JAX).
+
+    Keras 3.15's ``result_type("float64", "float32")`` is float32 on JAX and torch,
+    so ``BatchNormalization`` quietly computes in float32 there; within this
+    context float64 wins, as it does on TensorFlow.
+    """
+    import keras
+    from keras.src import backend as keras_backend
+
+    original = keras_backend.result_type
+
+    def result_type(*dtypes):
+        named = [keras_backend.standardize_dtype(d) for d in dtypes
+                 if d is not None and not isinstance(d, (bool, int, float))]
+        return "float64" if "float64" in named else original(*dtypes)
+
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras_backend.result_type = result_type
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras_backend.result_type = original
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+def inputs(model):
+    rng = np.random.RandomState(0)
+    x = rng.randn(BATCH, *model.input_shape[1:]).astype("float32")
+    y = np.eye(CLASSES, dtype="float32")[rng.randint(0, CLASSES, BATCH)]
+    return x, y
+
+
+def _phase_init(workdir, names):
+    import keras
+
+    for name in names:
+        keras.utils.set_random_seed(0)
+        model = build(name)
+        rng = np.random.RandomState(1)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                c = layer.moving_mean.shape
+                layer.moving_mean.assign(rng.uniform(-0.2, 0.2, c).astype("float32"))
+                layer.moving_variance.assign(rng.uniform(0.5, 2.0, c).astype("float32"))
+        model.save_weights(workdir / f"{name}.weights.h5")
+
+
+def _phase_compute(workdir, names, backend):
+    import keras
+
+    from kerasnets import backend_ops
+
+    out_dir = workdir / backend
+    out_dir.mkdir(exist_ok=True)
+    for name in names:
+        model = build(name)
+        model.load_weights(workdir / f"{name}.weights.h5")
+        x, y = inputs(model)
+        result = dict(zip(("inference", "training"), backend_ops.forward_modes(model, x)))
+        model.save(out_dir / f"{name}.keras")
+        # Gradients and the optimiser step in float64: in float32 a pre-activation
+        # within rounding noise of zero can land on either side of a ReLU's kink
+        # (seen once in 65,536 positions of ResNet-18, moving its stem's gradient by
+        # 3%), which says nothing about the implementations.
+        with float64():
+            model = build(name)
+            model.load_weights(workdir / f"{name}.weights.h5")
+            before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+            model.compile(optimizer=keras.optimizers.SGD(LR, momentum=0.9),
+                          loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+            result["loss"] = np.float64(model.train_on_batch(x.astype("float64"),
+                                                             y.astype("float64")))
+            # The first momentum-SGD step is w - lr * g: the gradients, exactly in float64.
+                # stored in float32: the tolerances are far above its resolution
+            result.update({f"grad:{w.path}": ((w0 - keras.ops.convert_to_numpy(w)) / LR)
+                           .astype("float32")
+                           for w, w0 in zip(model.trainable_weights, before)})
+            result.update({f"step:{w.path}": keras.ops.convert_to_numpy(w).astype("float32")
+                           for w in model.weights})
+        np.savez(out_dir / f"{name}.npz", **result)
+
+
+def _phase_crossload(workdir, names, backend):
+    import keras
+
+    import kerasnets  # noqa: F401  (custom layers)
+    from kerasnets import backend_ops
+
+    for name in names:
+        for other in BACKENDS:
+            path = workdir / other / f"{name}.keras"
+            if other == backend or not path.exists():
+                continue
+            model = keras.saving.load_model(path, compile=False)
+            x, _ = inputs(model)
+            np.save(workdir / backend / f"{name}.from_{other}.npy", backend_ops.forward(model, x))
+
+
+def _scaled_diff(a, b):
+    """Max abs difference, relative to the reference's scale when that exceeds one."""
+    return float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+
+
+def _grad_diffs(ra, rb):
+    """Per weight: max abs difference relative to that gradient's own scale, floored at
+    1e-4 of the model's largest gradient (a BN beta feeding straight into another BN has
+    an analytically zero gradient; its numerical noise has no meaningful scale)."""
+    keys = [k for k in ra if k.startswith("grad:")]
+    largest = max(float(np.abs(rb[k]).max()) for k in keys)
+    return [float(np.abs(ra[k] - rb[k]).max() / max(float(np.abs(rb[k]).max()),
+                                                    1e-4 * largest, 1e-12)) for k in keys]
+
+
+def compare(workdir, names, backends=BACKENDS) -> dict:
+    """``{model: {check: worst difference over backend pairs}}``."""
+    workdir = Path(workdir)
+    report = {}
+    for name in names:
+        results = {b: dict(np.load(workdir / b / f"{name}.npz")) for b in backends}
+        worst = dict.fromkeys(TOLERANCES, 0.0)
+        for i, a in enumerate(backends):
+            for b in backends[i + 1:]:
+                ra, rb = results[a], results[b]
+                worst["inference"] = max(worst["inference"],
+                                         _scaled_diff(ra["inference"], rb["inference"]))
+                worst["training"] = max(worst["training"],
+                                        _scaled_diff(ra["training"], rb["training"]))
+                worst["gradients"] = max([worst["gradients"]] + _grad_diffs(ra, rb))
+                worst["step"] = max([worst["step"]] + [
+                    _scaled_diff(ra[k], rb[k]) for k in ra if k.startswith("step:")])
+        for b in backends:
+            for other in backends:
+                path = workdir / b / f"{name}.from_{other}.npy"
+                if other != b:
+                    loaded = np.load(path)
+                    worst["crossload"] = max(worst["crossload"], _scaled_diff(
+                        loaded, results[b]["inference"]), _scaled_diff(
+                        loaded, results[other]["inference"]))
+        report[name] = worst
+    return report
+
+
+def _start_phase(phase, backend, workdir, names):
+    env = {**os.environ, "KERAS_BACKEND": backend,
+           "JAX_ENABLE_X64": "1",  # float64 for the gradient checks (no effect on float32)
+           # the crossload phase compiles the graphs the compute phase compiled
+           "JAX_COMPILATION_CACHE_DIR": str(workdir / "jax-cache"),
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    cmd = [sys.executable, "-m", "kerasnets.interop.parity", "--phase", phase,
+           "--workdir", str(workdir), *names]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def _run_phase(phase, backends, workdir, names, timeout):
+    """One phase on several backends at once (XLA compiles on one core: overlap them)."""
+    processes = {b: _start_phase(phase, b, workdir, names) for b in backends}
+    failures = []
+    for backend, process in processes.items():
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stderr = f"timed out after {timeout} s"
+        if process.returncode:
+            failures.append(f"parity {phase} on {backend} failed:\n{stderr[-4000:]}")
+    if failures:
+        raise RuntimeError("\n".join(failures))
+
+
+def run_parity(workdir, names=None, backends=BACKENDS, timeout=1800) -> dict:
+    """Run every phase in its own process per backend and compare the results."""
+    import kerasnets
+
+    groups = parity_groups(names or kerasnets.list_models())
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _run_phase("init", backends[:1], workdir, list(groups), timeout)
+    for phase in ("compute", "crossload"):
+        _run_phase(phase, backends, workdir, list(groups), timeout)
+    report = compare(workdir, list(groups), backends)
+    return {name: report[representative] for representative, members in groups.items()
+            for name in members}
+
+
+def format_report(report) -> str:
+    checks = list(TOLERANCES)
+    lines = ["| model | " + " | ".join(checks) + " |", "|---|" + "---:|" * len(checks)]
+    for name, worst in report.items():
+        lines.append(f"| `{name}` | " + " | ".join(f"{worst[c]:.1e}" for c in checks) + " |")
+    maxima = {c: max(report.items(), key=lambda item: item[1][c]) for c in checks}
+    lines.append("| **worst** | " + " | ".join(
+        f"{maxima[c][1][c]:.1e} ({maxima[c][0]})" for c in checks) + " |")
+    lines.append("| tolerance | " + " | ".join(f"{TOLERANCES[c]:.0e}" for c in checks) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--phase", choices=["init", "compute", "crossload"], required=True)
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("names", nargs="+")
+    args = parser.parse_args(argv)
+    import keras
+
+    backend = keras.backend.backend()
+    if args.phase == "init":
+        _phase_init(args.workdir, args.names)
+    elif args.phase == "compute":
+        _phase_compute(args.workdir, args.names, backend)
+    else:
+        _phase_crossload(args.workdir, args.names, backend)
+    print(json.dumps({"phase": args.phase, "backend": backend, "models": len(args.names)}))
+
+
+if __name__ == "__main__":
+    main()

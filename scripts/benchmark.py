@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Benchmark kerasnets against torchvision and keras.applications on this machine.
+
+``python scripts/benchmark.py --quick`` takes a few minutes on 2 CPU cores; the
+full run (``--models``/``--backends`` to narrow it) writes the JSON and markdown
+that docs/benchmarks.md is made from.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from kerasnets.benchmarks.runner import BACKENDS, benchmark  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 models, 1 round, few steps")
+    parser.add_argument("--models", nargs="+", help="kerasnets model names")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--repeats", type=int, help="rounds (default 1 quick, 3 full)")
+    parser.add_argument("--no-peers", action="store_true", help="kerasnets only")
+    parser.add_argument("--no-pipelines", action="store_true", help="skip the pipeline rows")
+    parser.add_argument("--output", default="benchmark-results/latest",
+                        help="writes OUTPUT.json and OUTPUT.md")
+    args = parser.parse_args(argv)
+    report = benchmark(args.models, tuple(args.backends), quick=args.quick,
+                       repeats=args.repeats, peers=not args.no_peers,
+                       pipelines=not args.no_pipelines, output=args.output)
+    print(report["markdown"])
+    print(f"\n{report['seconds']:.0f} s; written to {args.output}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
