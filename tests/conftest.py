@@ -16,6 +16,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "kerasnets-test-jax-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The tests check results, not speed: XLA's fastest compilation halves the JAX suite.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 try:  # optional: only the parity tests need torchvision
     import torch  # noqa: F401

@@ -537,13 +537,16 @@ def test_val_fraction_on_synthetic_and_bad_values():
 # --------------------------------------------------------------------------- hygiene & full data
 
 def test_modules_import_no_deep_learning_framework():
-    # Import the two modules under a stub 'kerasnets' package so the package's own
-    # __init__ (which imports keras) does not count.
+    # Import the two modules under stub 'kerasnets' and 'kerasnets.data' packages so the
+    # packages' own __init__ (which import keras and the pipelines) do not count.
     root = Path(__file__).resolve().parents[1]
     code = textwrap.dedent(f"""
         import sys, types
         pkg = types.ModuleType("kerasnets"); pkg.__path__ = [{str(root / "kerasnets")!r}]
         sys.modules["kerasnets"] = pkg
+        data = types.ModuleType("kerasnets.data")
+        data.__path__ = [{str(root / "kerasnets" / "data")!r}]
+        sys.modules["kerasnets.data"] = data
         import kerasnets.data.datasets
         bad = sorted(m for m in ("keras", "tensorflow", "torch", "jax", "PIL") if m in sys.modules)
         assert not bad, bad

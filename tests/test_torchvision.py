@@ -16,7 +16,13 @@ from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
 from tests.helpers import predict  # noqa: E402
 
 TORCHVISION_MODELS = [n for n in kerasnets.list_models() if kerasnets.model_info(n).torchvision]
-TOLERANCE = 1e-4  # max abs difference on logits of order one
+TOLERANCE = 1e-4  # max abs difference on logits of order one (see scaled_diff)
+
+
+def scaled_diff(got, expected):
+    """Max abs difference, relative to the logits' scale where that exceeds one
+    (random-init torchvision ResNets with random BN statistics reach ~100)."""
+    return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
 
 
 def torchvision_model(name, **kwargs):
@@ -52,7 +58,7 @@ def test_logits_equal_torchvisions(name):
     expected = torch_logits(reference, x)
     got = predict(model, np.transpose(x, (0, 2, 3, 1)))
     assert np.abs(expected).max() > 1e-2  # not a degenerate comparison
-    assert np.abs(got - expected).max() < TOLERANCE
+    assert scaled_diff(got, expected) < TOLERANCE
 
 
 @pytest.mark.parametrize("name", ["alexnet", "resnext50_32x4d", "mobilenet_v3_small"])
@@ -62,7 +68,7 @@ def test_channels_first_and_other_sizes_load_too(name):
                                    input_shape=(3, 96, 112))
     load_torchvision_weights(model, reference.state_dict())
     x = np.random.RandomState(3).randn(2, 3, 96, 112).astype("float32")
-    np.testing.assert_allclose(predict(model, x), torch_logits(reference, x), atol=TOLERANCE)
+    assert scaled_diff(predict(model, x), torch_logits(reference, x)) < TOLERANCE
 
 
 def test_googlenet_transform_input_matches():
@@ -70,8 +76,8 @@ def test_googlenet_transform_input_matches():
     model = kerasnets.create_model("googlenet", transform_input=True)
     load_torchvision_weights(model, reference.state_dict())
     x = images()
-    np.testing.assert_allclose(predict(model, np.transpose(x, (0, 2, 3, 1))),
-                               torch_logits(reference, x), atol=TOLERANCE)
+    assert scaled_diff(predict(model, np.transpose(x, (0, 2, 3, 1))),
+                       torch_logits(reference, x)) < TOLERANCE
 
 
 def test_state_dict_problems_name_the_key_and_the_shapes():
@@ -119,8 +125,8 @@ def test_imagenet_weights_come_from_the_torch_hub_cache(hub):
     reference, checkpoint_file = hub
     model = kerasnets.create_model("resnet18", weights="imagenet")
     x = images(seed=4)
-    np.testing.assert_allclose(predict(model, np.transpose(x, (0, 2, 3, 1))),
-                               torch_logits(reference, x), atol=TOLERANCE)
+    assert scaled_diff(predict(model, np.transpose(x, (0, 2, 3, 1))),
+                       torch_logits(reference, x)) < TOLERANCE
     converted = list(imagenet.converted_dir().glob("resnet18-imagenet-*.weights.h5"))
     assert len(converted) == 1
     # a new head for fine-tuning: the backbone loads, the classifier stays fresh

@@ -189,8 +189,11 @@ def test_googlenet_with_auxiliary_heads_trains(tmp_path):
                "--steps-per-epoch", "1", "--batch-size", "8", "--verbose", "0",
                "--model-option", "aux_logits=true", "--output-dir", str(tmp_path)])
     assert rc == 0
-    metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    run = only_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test_accuracy"] <= 1
+    header = (run / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"accuracy", "val_accuracy", "top5", "loss"} <= set(header)  # the main output's
 
 
 BAD_INPUTS = [

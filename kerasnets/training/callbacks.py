@@ -108,20 +108,30 @@ class HistoryRecorder(keras.callbacks.Callback):
     """``history.csv`` and ``curves.png``, rewritten (atomically) after every epoch.
 
     ``rows`` holds the epochs already recorded (a resumed run starts with them).
+    ``main_output``: for models with several outputs (GoogLeNet's auxiliary heads),
+    the output whose metrics are recorded under the plain names (``accuracy``...).
     """
 
-    def __init__(self, run_dir, title, rows=()):
+    def __init__(self, run_dir, title, rows=(), main_output=None):
         super().__init__()
         self.run_dir, self.title = Path(run_dir), title
         self.rows = [row for row in rows]
+        self.prefix = f"{main_output}_" if main_output else None
         self._epoch_start = None
+
+    def _canonical(self, key):
+        if self.prefix:
+            for split in ("val_", ""):
+                if key.startswith(split + self.prefix) and not key.endswith("_loss"):
+                    return split + key[len(split + self.prefix):]
+        return key
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
+        row.update({self._canonical(k): float(v) for k, v in (logs or {}).items()})
         row["learning_rate"] = float(keras.ops.convert_to_numpy(
             self.model.optimizer.learning_rate))
         row["epoch_seconds"] = time.perf_counter() - self._epoch_start

@@ -204,12 +204,14 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
 
     history_rows = artifacts.read_history_csv(run_dir / "history.csv") if resuming else []
     monitor = "val_" + _metric_key(model, "accuracy")
-    best_so_far = max((r[monitor] for r in history_rows if monitor in r), default=None)
+    best_so_far = max((r["val_accuracy"] for r in history_rows if "val_accuracy" in r),
+                      default=None)
     nan_guard, throughput = NaNGuard(), Throughput(c.batch_size * c.steps_per_execution)
     best = BestCheckpoint(run_dir / "best.keras", monitor=monitor, best=best_so_far)
     backup = EpochBackup(str(backup_dir))
     recorder = HistoryRecorder(run_dir, f"{c.model} on {c.dataset} ({keras.backend.backend()})",
-                               history_rows)
+                               history_rows, main_output=model.output_names[0]
+                               if len(model.outputs) > 1 else None)
     all_callbacks = [nan_guard, throughput, recorder, best, backup, *_tensorboard(run_dir),
                      *callbacks]
     verbose = c.verbose if c.verbose == "auto" else int(c.verbose)
