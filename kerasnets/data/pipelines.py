@@ -28,9 +28,26 @@ def steps_per_epoch(num_examples, batch_size, steps=None) -> int:
     return int(steps) if steps else math.ceil(num_examples / batch_size)
 
 
-def _outputs(images, labels, label_copies):
-    """The (x, y) a model with ``label_copies`` outputs trains on (GoogLeNet's aux heads)."""
-    return images, (tuple([labels] * label_copies) if label_copies > 1 else labels)
+def _outputs(images, labels, label_copies, weights=None):
+    """The (x, y[, sample_weight]) a model with ``label_copies`` outputs trains on
+    (GoogLeNet's aux heads)."""
+    copies = (lambda t: tuple([t] * label_copies)) if label_copies > 1 else (lambda t: t)
+    if weights is None:
+        return images, copies(labels)
+    return images, copies(labels), copies(weights)
+
+
+def pad_and_shard(x, y, multiple, index=0, count=1):
+    """An evaluation set padded to a multiple of ``multiple`` examples (the global batch)
+    and this process' shard of it, every ``count``-th example from ``index``: returns
+    ``(x, y, sample_weight)`` where the padding has weight 0, so that data-parallel
+    evaluation gets only full batches and counts each real example once."""
+    n = len(x)
+    padded = -(-n // multiple) * multiple
+    order = np.arange(padded)[index::count]
+    weights = (order < n).astype("float32")
+    order = np.where(order < n, order, 0)
+    return x[order], y[order], weights
 
 
 # --- tf.data ------------------------------------------------------------------------
@@ -38,7 +55,7 @@ def _outputs(images, labels, label_copies):
 
 def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, training,
                seed=0, steps=None, initial_epoch=0, label_copies=1,
-               data_format="channels_last"):
+               data_format="channels_last", sample_weight=None):
     """A ``tf.data.Dataset`` of preprocessed ``(images, one-hot labels)`` batches.
 
     The uint8 images are held once in memory (the cache); each epoch shuffles
@@ -49,16 +66,24 @@ def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, tra
 
     n = len(x)
     images, labels = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    order = tf.data.Dataset.range(n)
+    weights = None if sample_weight is None else tf.convert_to_tensor(sample_weight)
     if training:
-        order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        # Epoch k's order is a stateless function of (seed, k): the same whatever
+        # tf.distribute or a resumed run does to the dataset graph (a seeded
+        # Dataset.shuffle is not, once a strategy rewrites the graph).
+        def permutation(epoch):
+            keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64),
+                                                                    epoch]))
+            return tf.data.Dataset.from_tensor_slices(tf.argsort(keys, stable=True))
+
+        epochs = tf.data.Dataset.counter()
         if steps:  # fixed-size batches streaming across epochs
-            order = order.repeat().batch(batch_size, drop_remainder=True)
-        else:
-            order = order.batch(batch_size).repeat()
+            order = epochs.flat_map(permutation).batch(batch_size, drop_remainder=True)
+        else:  # one permutation per epoch, the last batch may be short
+            order = epochs.flat_map(lambda k: permutation(k).batch(batch_size))
         order = order.skip(initial_epoch * steps_per_epoch(n, batch_size, steps))
     else:
-        order = order.batch(batch_size)
+        order = tf.data.Dataset.range(n).batch(batch_size)
 
     prep = preprocessor.preprocessing
     pad = prep.crop_padding if training else 0
@@ -70,13 +95,16 @@ def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, tra
             batch = tf.pad(batch, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         if to_rgb:
             batch = tf.repeat(batch, 3, axis=-1)
-        return tf.cast(batch, tf.float32), tf.one_hot(tf.gather(labels, indices), num_classes)
+        onehot = tf.one_hot(tf.gather(labels, indices), num_classes)
+        if weights is None:
+            return tf.cast(batch, tf.float32), onehot
+        return tf.cast(batch, tf.float32), onehot, tf.gather(weights, indices)
 
-    def transform(batch, onehot):
+    def transform(batch, onehot, weight=None):
         batch, onehot = preprocessor(batch, onehot, training=training)
         if data_format == "channels_first":
             batch = tf.transpose(batch, (0, 3, 1, 2))
-        return _outputs(batch, onehot, label_copies)
+        return _outputs(batch, onehot, label_copies, weight)
 
     autotune = tf.data.AUTOTUNE
     return (order.map(load, num_parallel_calls=autotune)
@@ -116,10 +144,10 @@ class ArrayDataset(keras.utils.PyDataset):
     def __init__(self, x, y, *, num_classes, batch_size, preprocessor: Preprocessor, training,
                  seed=0, steps=None, initial_epoch=0, label_copies=1,
                  data_format="channels_last", workers=1, use_multiprocessing=False,
-                 max_queue_size=10):
+                 max_queue_size=10, sample_weight=None):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
                          max_queue_size=max_queue_size)
-        self.x, self.y = x, y
+        self.x, self.y, self.sample_weight = x, y, sample_weight
         self.num_classes, self.batch_size = num_classes, batch_size
         self.preprocessor, self.training = preprocessor, training
         self.seed, self.steps = seed, steps
@@ -149,13 +177,15 @@ class ArrayDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         if index >= len(self):
             raise IndexError(index)
-        images, labels = load_batch_numpy(self.x, self.y, self.batch_indices(index),
+        indices = self.batch_indices(index)
+        images, labels = load_batch_numpy(self.x, self.y, indices,
                                           preprocessing=self.preprocessor.preprocessing,
                                           num_classes=self.num_classes, training=self.training)
         images, labels = self._apply(images, labels)
         if self.data_format == "channels_first":
             images = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
-        return _outputs(images, labels, self.label_copies)
+        weights = None if self.sample_weight is None else self.sample_weight[indices]
+        return _outputs(images, labels, self.label_copies, weights)
 
     def on_epoch_end(self):
         self.epoch += 1

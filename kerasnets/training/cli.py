@@ -8,7 +8,7 @@ import signal
 import sys
 
 from kerasnets.data import CorruptDatasetError, DatasetNotFoundError
-from kerasnets.training.config import build_parser, explicit_settings
+from kerasnets.training.config import HOST_SETTINGS, build_parser, explicit_settings
 from kerasnets.training.run import (TrainingError, TrainingInterrupted, resolve_config,
                                     resume_config, train)
 
@@ -24,10 +24,11 @@ def main(argv=None, prog="kerasnets-train"):
     explicit = explicit_settings(args)
     try:
         if args.resume:
-            if explicit:
+            fixed = [k for k in explicit if k not in HOST_SETTINGS]
+            if fixed:
                 parser.error(f"--resume takes every setting from {args.resume}/config.json; "
-                             f"drop {', '.join('--' + k.replace('_', '-') for k in explicit)}")
-            config, run_dir = resume_config(args.resume), args.resume
+                             f"drop {', '.join('--' + k.replace('_', '-') for k in fixed)}")
+            config, run_dir = resume_config(args.resume, explicit), args.resume
         else:
             config, run_dir = resolve_config(explicit), None
         signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

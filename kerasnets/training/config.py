@@ -63,6 +63,15 @@ class TrainConfig:
     jit_compile: str = "auto"
     steps_per_execution: int = 1
     data_format: str = "channels_last"
+    # distribution (kerasnets.training.distribute)
+    distribute: str = "none"
+    lr_scaling: str = "none"
+    lr_reference_batch: int | None = None
+    cpu_devices: int | None = None
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
+    distribute_timeout: float = 300.0
     # output
     output_dir: str = "saved_models"
     run_name: str | None = None
@@ -186,6 +195,28 @@ TRAIN_OPTIONS = {
                                        "steps per compiled call")),
         ("--data-format", dict(choices=["channels_last", "channels_first"])),
     ],
+    "Distribution": [
+        ("--distribute", dict(choices=["none", "data"], help="data: data-parallel over every "
+                              "local device (JAX: keras.distribution.DataParallel; "
+                              "TensorFlow: MirroredStrategy, MultiWorkerMirroredStrategy "
+                              "when TF_CONFIG names several workers). --batch-size is the "
+                              "global batch")),
+        ("--lr-scaling", dict(choices=["none", "linear"], help="linear: lr x batch-size / "
+                              "the recipe's batch size (Goyal et al.), for a global batch "
+                              "grown with the replicas")),
+        ("--cpu-devices", dict(type=_positive(int), metavar="N", help="split the CPU into N "
+                               "devices, to try --distribute data on one machine")),
+        ("--coordinator", dict(metavar="HOST:PORT", help="JAX, several hosts: process 0's "
+                               "address (or $KERAS_DISTRIBUTION_JOB_ADDRESSES)")),
+        ("--num-processes", dict(type=_positive(int), metavar="N", help="JAX, several "
+                                 "hosts: how many (or $KERAS_DISTRIBUTION_NUM_PROCESSES)")),
+        ("--process-id", dict(type=_non_negative(int), metavar="I", help="JAX, several "
+                              "hosts: this one, 0 is the chief (or "
+                              "$KERAS_DISTRIBUTION_PROCESS_ID)")),
+        ("--distribute-timeout", dict(type=_positive(float), metavar="S", help="give up "
+                                      "when the other processes are not there after S "
+                                      "seconds (default 300)")),
+    ],
     "Output": [
         ("--output-dir", dict(metavar="DIR", help="where runs are saved (default "
                               "saved_models)")),
@@ -222,6 +253,11 @@ def build_parser(prog="train.py"):
     parser.set_defaults(**{f.name: None for f in fields(TrainConfig)
                            if f.name not in ("model_options",)})
     return parser
+
+
+# Where this process stands in a cluster: may differ per host, so --resume takes them.
+HOST_SETTINGS = ("cpu_devices", "coordinator", "num_processes", "process_id",
+                 "distribute_timeout", "verbose")
 
 
 def explicit_settings(args) -> dict:

@@ -9,6 +9,8 @@ is before the process ends.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,24 +20,17 @@ import numpy as np
 
 import kerasnets
 from kerasnets.data import Preprocessing, Preprocessor, channel_statistics, load_dataset
-from kerasnets.data.pipelines import make_pipeline, steps_per_epoch
+from kerasnets.data.pipelines import make_pipeline, pad_and_shard, steps_per_epoch
 from kerasnets.registry import model_info
-from kerasnets.training import artifacts
+from kerasnets.training import artifacts, distribute
 from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, HistoryRecorder,
                                           NaNGuard, Throughput)
 from kerasnets.training.config import PRECISIONS, TrainConfig
+from kerasnets.training.errors import TrainingError, TrainingInterrupted
 from kerasnets.training.optim import learning_rate, make_optimizer
 from kerasnets.training.recipes import recipe_settings
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as in the paper
-
-
-class TrainingError(Exception):
-    """A run could not start or could not finish; the message says why and what to do."""
-
-
-class TrainingInterrupted(TrainingError):
-    """Ctrl-C / SIGTERM: the run directory holds what was trained."""
 
 
 def resolve_config(explicit: dict) -> TrainConfig:
@@ -49,6 +44,9 @@ def resolve_config(explicit: dict) -> TrainConfig:
     native = _native_size(dataset, explicit)
     settings = recipe_settings(recipe, model, dataset, native)
     merged = {**base.to_dict(), **settings, **explicit}
+    merged.setdefault("lr_reference_batch", None)
+    if merged["lr_reference_batch"] is None:  # the batch size the recipe's lr is tuned for
+        merged["lr_reference_batch"] = {**base.to_dict(), **settings}["batch_size"]
     merged["model_options"] = {**settings.get("model_options", {}),
                                **explicit.get("model_options", {})}
     return TrainConfig.from_dict(merged)
@@ -127,28 +125,43 @@ def prepare(config: TrainConfig) -> Prepared:
     return Prepared(config, data, preprocessing, shape)
 
 
-def build_and_compile(prepared: Prepared, steps: int):
+def effective_lr(c: TrainConfig) -> float:
+    """``--lr``, scaled with the batch size when ``--lr-scaling linear``."""
+    if c.lr_scaling == "linear" and c.lr_reference_batch:
+        return c.lr * c.batch_size / c.lr_reference_batch
+    return c.lr
+
+
+def build_and_compile(prepared: Prepared, steps: int, distributed=False):
     c = prepared.config
     keras.config.set_dtype_policy(c.precision)
     model = kerasnets.create_model(c.model, num_classes=prepared.data.num_classes,
                                    input_shape=prepared.input_shape,
                                    data_format=c.data_format, **c.model_options)
-    schedule = learning_rate(c.schedule, lr=c.lr, steps_per_epoch=steps, epochs=c.epochs,
-                             warmup_epochs=c.warmup_epochs, step_epochs=c.step_epochs,
-                             step_gamma=c.step_gamma)
+    schedule = learning_rate(c.schedule, lr=effective_lr(c), steps_per_epoch=steps,
+                             epochs=c.epochs, warmup_epochs=c.warmup_epochs,
+                             step_epochs=c.step_epochs, step_gamma=c.step_gamma)
     optimizer = make_optimizer(c.optimizer, learning_rate=schedule, momentum=c.momentum,
                                nesterov=c.nesterov, weight_decay=c.weight_decay,
                                clip_norm=c.clip_norm)
     outputs = len(model.outputs)
+    # Distributed evaluation pads with zero-weight examples: average over the real ones.
+    reduction = "mean_with_sample_weight" if distributed else "sum_over_batch_size"
     loss = keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                label_smoothing=c.label_smoothing)
+                                                label_smoothing=c.label_smoothing,
+                                                reduction=reduction)
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
                keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")]
+    if distributed:  # the loss tracker counts the padding: this is the exact loss
+        metrics.append(keras.metrics.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=c.label_smoothing, name="xent"))
     jit = {"auto": "auto", "true": True, "false": False}[c.jit_compile]
+    metrics = [metrics] + [[]] * (outputs - 1) if outputs > 1 else metrics
     model.compile(optimizer=optimizer,
                   loss=[loss] * outputs if outputs > 1 else loss,
                   loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (outputs - 1) if outputs > 1 else None,
-                  metrics=[metrics] + [[]] * (outputs - 1) if outputs > 1 else metrics,
+                  # only weighted_metrics see the sample weights of the padding
+                  **{"weighted_metrics" if distributed else "metrics": metrics},
                   jit_compile=jit, steps_per_execution=c.steps_per_execution)
     return model
 
@@ -163,16 +176,52 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
 
     Returns the contents of ``metrics.json``. Raises :class:`TrainingError` for
     settings or data that cannot work, :class:`TrainingInterrupted` on Ctrl-C.
+    With ``--distribute data`` every process calls this; only the chief keeps
+    what it writes (the others write to a temporary directory, removed after).
     """
     started = time.time()
+    dist = distribute.setup(config)
+    try:
+        with dist.scope():
+            return _train(config, dist, run_dir, callbacks, started)
+    finally:
+        if dist.jax_distribution is not None:
+            keras.distribution.set_distribution(None)
+
+
+def _train(config, dist, run_dir, callbacks, started):
     keras.utils.set_random_seed(config.seed)
     prepared = prepare(config)
     data, c = prepared.data, config
-    steps = steps_per_epoch(len(data.x_train), c.batch_size, c.steps_per_epoch)
+    dist.check_batch_size(c.batch_size)
+    shard = dist.shard(c.batch_size)
+    x_train = data.x_train[shard.index::shard.count]
+    y_train = data.y_train[shard.index::shard.count]
+    # Data parallel: only full global batches, streamed across epochs.
+    fixed_steps = c.steps_per_epoch or (len(data.x_train) // c.batch_size
+                                        if dist.active else None)
+    steps = steps_per_epoch(len(data.x_train), c.batch_size, fixed_steps)
 
     resuming = run_dir is not None
-    run_dir = Path(run_dir) if resuming else artifacts.new_run_dir(
-        c.output_dir, c.model, c.dataset, c.run_name)
+    resume_dir = Path(run_dir) if resuming else None
+    if dist.is_chief:
+        run_dir = resume_dir or artifacts.new_run_dir(c.output_dir, c.model, c.dataset,
+                                                      c.run_name)
+    else:  # the chief keeps the run; the others work in a scratch directory
+        run_dir = Path(tempfile.mkdtemp(prefix=f"kerasnets-process{dist.process_id}-"))
+        if resuming and (resume_dir / "backup").exists():
+            shutil.copytree(resume_dir / "backup", run_dir / "backup")
+    try:
+        return _fit(prepared, dist, shard, x_train, y_train, fixed_steps, steps, run_dir,
+                    resuming, callbacks, started, resume_dir or run_dir)
+    finally:
+        if not dist.is_chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _fit(prepared, dist, shard, x_train, y_train, fixed_steps, steps, run_dir, resuming,
+         callbacks, started, kept_dir):
+    data, c = prepared.data, prepared.config
     backup_dir = run_dir / "backup"
     state = EpochBackup.read_metadata(backup_dir) if resuming else None
     initial_epoch = state["epoch"] if state else 0
@@ -183,24 +232,24 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
             "settings": c.to_dict(), "preprocessing": prepared.preprocessing.to_dict(),
             "class_names": data.class_names, "data_source": data.source,
             "input_shape": list(prepared.input_shape), "num_classes": data.num_classes,
-            "backend": keras.backend.backend(), "versions": artifacts.package_versions(),
+            "backend": keras.backend.backend(), "effective_lr": effective_lr(c),
+            "distribution": dist.describe(), "versions": artifacts.package_versions(),
             "machine": artifacts.machine_description()})
 
-    model = build_and_compile(prepared, steps)
+    with distribute.deadline(c.distribute_timeout, "building the model on every replica"):
+        model = dist.adapt_model(build_and_compile(prepared, steps, distributed=dist.active))
     image_size = tuple(data.input_shape[:2])
     label_copies = len(model.outputs)
-    common = dict(num_classes=data.num_classes, batch_size=c.batch_size, seed=c.seed,
+    common = dict(num_classes=data.num_classes, batch_size=shard.batch, seed=c.seed,
                   label_copies=label_copies, data_format=c.data_format, workers=c.workers,
                   use_multiprocessing=c.use_multiprocessing)
     train_data = make_pipeline(
-        c.pipeline, data.x_train, data.y_train, training=True, steps=c.steps_per_epoch,
+        c.pipeline, x_train, y_train, training=True, steps=fixed_steps,
         initial_epoch=initial_epoch,
         preprocessor=Preprocessor(prepared.preprocessing, image_size, seed=c.seed), **common)
-    evaluation = Preprocessor(prepared.preprocessing.without_augmentation(), image_size)
     val_x, val_y = (data.x_val, data.y_val) if data.x_val is not None else \
         (data.x_test, data.y_test)
-    val_data = make_pipeline(c.pipeline, val_x, val_y, training=False,
-                             preprocessor=evaluation, **common)
+    val_data = _evaluation_pipeline(val_x, val_y, prepared, dist, shard, common)
 
     history_rows = artifacts.read_history_csv(run_dir / "history.csv") if resuming else []
     monitor = "val_" + _metric_key(model, "accuracy")
@@ -212,16 +261,20 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
     recorder = HistoryRecorder(run_dir, f"{c.model} on {c.dataset} ({keras.backend.backend()})",
                                history_rows, main_output=model.output_names[0]
                                if len(model.outputs) > 1 else None)
-    all_callbacks = [nan_guard, throughput, recorder, best, backup, *_tensorboard(run_dir),
-                     *callbacks]
+    all_callbacks = [nan_guard, throughput, recorder, best, backup,
+                     *(_tensorboard(run_dir) if dist.is_chief else []), *callbacks]
     verbose = c.verbose if c.verbose == "auto" else int(c.verbose)
+    if not dist.is_chief:
+        verbose = 0
+    where = f" on {dist.replicas} replicas in {dist.num_processes} process(es)" \
+        if dist.active else ""
     print(f"kerasnets: training {c.model} on {c.dataset} ({data.source}) with "
-          f"{keras.backend.backend()}, {c.epochs} epochs x {steps} steps of {c.batch_size}; "
-          f"run directory {run_dir}" + (f" (resuming after epoch {initial_epoch})"
-                                         if resuming else ""), flush=True)
+          f"{keras.backend.backend()}{where}, {c.epochs} epochs x {steps} steps of "
+          f"{c.batch_size}; run directory {kept_dir if dist.is_chief else '(chief only)'}"
+          + (f" (resuming after epoch {initial_epoch})" if resuming else ""), flush=True)
     try:
-        model.fit(train_data, epochs=c.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, validation_data=val_data,
+        model.fit(dist.dataset(train_data), epochs=c.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, validation_data=dist.dataset(val_data),
                   callbacks=all_callbacks, verbose=verbose, shuffle=False)  # pipelines shuffle
     except KeyboardInterrupt:
         _save_interrupted(model, run_dir, previous, started, recorder, "interrupted")
@@ -242,7 +295,8 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
                "wall_seconds": previous.get("wall_seconds", 0.0) + time.time() - started,
                "best_val_accuracy": best.best if math.isfinite(best.best) else None,
                "best_epoch": best.best_epoch or previous.get("best_epoch"),
-               "validation_split": "val" if data.x_val is not None else "test"}
+               "validation_split": "val" if data.x_val is not None else "test",
+               "replicas": dist.replicas, "processes": dist.num_processes}
     if nan_guard.where:
         epoch, batch = nan_guard.where
         metrics["status"] = f"failed: loss became NaN at epoch {epoch}, batch {batch}"
@@ -252,21 +306,32 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
             f"The last good state is kept: {run_dir / 'best.keras'} (best epoch) and "
             f"{backup_dir} (last completed epoch). Try a lower --lr or --clip-norm 1.0.")
     artifacts.save_model(model, run_dir / "model.keras")
-    test = evaluate_arrays(model, data.x_test, data.y_test, prepared, c.pipeline, common)
+    test = _evaluate(model, _evaluation_pipeline(data.x_test, data.y_test, prepared, dist,
+                                                 shard, common), dist)
     metrics.update({f"test_{k}": v for k, v in test.items()})
     artifacts.write_json(run_dir / "metrics.json", metrics)
-    print(f"kerasnets: test accuracy {test['accuracy']:.4f} (top-5 {test['top5']:.4f}), "
-          f"saved in {run_dir}", flush=True)
-    return {**metrics, "run_dir": str(run_dir)}
+    if dist.is_chief:
+        print(f"kerasnets: test accuracy {test['accuracy']:.4f} (top-5 {test['top5']:.4f}), "
+              f"saved in {run_dir}", flush=True)
+    return {**metrics, "run_dir": str(kept_dir)}
 
 
-def evaluate_arrays(model, x, y, prepared, pipeline, common) -> dict:
-    """Loss, top-1 and top-5 accuracy of ``model`` on ``x``/``y`` (no augmentation)."""
+def _evaluation_pipeline(x, y, prepared, dist, shard, common):
+    """Validation/test batches (no augmentation); padded and sharded when distributed."""
+    weights = None
+    if dist.active:
+        x, y, weights = pad_and_shard(x, y, prepared.config.batch_size, shard.index,
+                                      shard.count)
     evaluation = Preprocessor(prepared.preprocessing.without_augmentation(),
                               tuple(x.shape[1:3]))
-    data = make_pipeline(pipeline, x, y, training=False, preprocessor=evaluation, **common)
-    results = model.evaluate(data, verbose=0, return_dict=True)
-    return {"loss": float(results["loss"]),
+    return make_pipeline(prepared.config.pipeline, x, y, training=False,
+                         preprocessor=evaluation, sample_weight=weights, **common)
+
+
+def _evaluate(model, data, dist=distribute.NONE) -> dict:
+    results = model.evaluate(dist.dataset(data), verbose=0, return_dict=True)
+    exact_loss = _metric_key(model, "xent")
+    return {"loss": float(results.get(exact_loss, results["loss"])),
             "accuracy": float(results[_metric_key(model, "accuracy")]),
             "top5": float(results[_metric_key(model, "top5")])}
 
@@ -291,11 +356,13 @@ def _save_interrupted(model, run_dir, previous, started, recorder, status):
             "wall_seconds": previous.get("wall_seconds", 0.0) + time.time() - started})
 
 
-def resume_config(run_dir) -> TrainConfig:
-    """The settings of the run in ``run_dir`` (for ``--resume``)."""
+def resume_config(run_dir, host_settings=None) -> TrainConfig:
+    """The settings of the run in ``run_dir`` (for ``--resume``), with this host's place
+    in a cluster (``host_settings``) as given now."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise TrainingError(f"Cannot resume {run_dir}: no config.json there. --resume takes "
                             f"a run directory made by train.py.")
-    return TrainConfig.from_dict(artifacts.read_json(path)["settings"])
+    return TrainConfig.from_dict({**artifacts.read_json(path)["settings"],
+                                  **(host_settings or {})})
 
