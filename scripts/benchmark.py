@@ -21,13 +21,15 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", help="kerasnets model names")
     parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     parser.add_argument("--repeats", type=int, help="rounds (default 1 quick, 3 full)")
+    parser.add_argument("--steps", type=int, help="timed steps per workload (default 8 "
+                        "quick, 20 full)")
     parser.add_argument("--no-peers", action="store_true", help="kerasnets only")
     parser.add_argument("--no-pipelines", action="store_true", help="skip the pipeline rows")
     parser.add_argument("--output", default="benchmark-results/latest",
                         help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
     report = benchmark(args.models, tuple(args.backends), quick=args.quick,
-                       repeats=args.repeats, peers=not args.no_peers,
+                       repeats=args.repeats, steps=args.steps, peers=not args.no_peers,
                        pipelines=not args.no_pipelines, output=args.output)
     print(report["markdown"])
     print(f"\n{report['seconds']:.0f} s; written to {args.output}.json and .md")

@@ -70,3 +70,10 @@ def predict(model, x):
 def max_rel_diff(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-6))
+
+
+def scaled_diff(got, expected):
+    """Max abs difference, relative to the logits' scale where that exceeds one
+    (random-init torchvision ResNets with random BN statistics reach ~100, random-init
+    DenseNets ~1e4)."""
+    return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))

@@ -13,16 +13,10 @@ torchvision = pytest.importorskip("torchvision")
 import kerasnets  # noqa: E402
 from kerasnets.interop import imagenet  # noqa: E402
 from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
-from tests.helpers import predict  # noqa: E402
+from tests.helpers import predict, scaled_diff  # noqa: E402
 
 TORCHVISION_MODELS = [n for n in kerasnets.list_models() if kerasnets.model_info(n).torchvision]
 TOLERANCE = 1e-4  # max abs difference on logits of order one (see scaled_diff)
-
-
-def scaled_diff(got, expected):
-    """Max abs difference, relative to the logits' scale where that exceeds one
-    (random-init torchvision ResNets with random BN statistics reach ~100)."""
-    return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
 
 
 def torchvision_model(name, **kwargs):

@@ -20,7 +20,7 @@ from kerasnets.benchmarks.workloads import KERAS_APPLICATIONS
 
 BACKENDS = ("tensorflow", "jax", "torch")
 FULL_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "resnext50_32x4d", "densenet121",
-               "vgg16", "mobilenet_v3_large", "mobilenet_v1")
+               "mobilenet_v3_large")
 QUICK_MODELS = ("resnet18", "mobilenet_v2")
 TORCHVISION = {"resnet18", "resnet50", "mobilenet_v2", "resnext50_32x4d", "densenet121",
                "vgg16", "mobilenet_v3_large"}
@@ -164,7 +164,8 @@ def markdown(table, models, backends) -> str:
                   "|---|" + "---:|" * 7]
         for b in backends:
             def pipe(kind, name, field):
-                return table.get(f"{kind}/{b}/{name}", {}).get(field)
+                key = job_key({"kind": kind, "model": "lenet5", "backend": b, "pipeline": name})
+                return table.get(key, {}).get(field)
             alone = [pipe("pipeline", p, "pipeline_images_per_second")
                      for p in ("tfdata", "pydataset")]
             fit = [pipe("fit_pipeline", p, "train_images_per_second")
@@ -175,12 +176,13 @@ def markdown(table, models, backends) -> str:
     return "\n".join(lines)
 
 
-def benchmark(models=None, backends=BACKENDS, *, quick=False, repeats=None, peers=True,
-              pipelines=True, output=None, log=print) -> dict:
+def benchmark(models=None, backends=BACKENDS, *, quick=False, repeats=None, steps=None,
+              peers=True, pipelines=True, output=None, log=print) -> dict:
     """Run the benchmark; returns (and writes to ``output``.json/.md) the summary."""
     models = tuple(models or (QUICK_MODELS if quick else FULL_MODELS))
     repeats = repeats or (1 if quick else 3)
-    steps, warmup = (8, 3) if quick else (20, 5)
+    steps = steps or (8 if quick else 20)
+    warmup = 3 if quick else 5
     jobs = workloads(models, backends, peers=peers, pipelines=pipelines, steps=steps,
                      warmup=warmup)
     started = time.time()
