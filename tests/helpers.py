@@ -77,3 +77,14 @@ def scaled_diff(got, expected):
     (random-init torchvision ResNets with random BN statistics reach ~100, random-init
     DenseNets ~1e4)."""
     return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
+
+
+def record(check, name, value):
+    """Append a measured difference to $KERASNETS_PARITY_LOG (when set), so that the
+    worst figure of each check can be reported from a test run."""
+    import os
+
+    path = os.environ.get("KERASNETS_PARITY_LOG")
+    if path:
+        with open(path, "a") as log:
+            log.write(f"{keras.backend.backend()} {check} {name} {value:.3e}\n")

@@ -8,6 +8,7 @@ these same commands.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -40,10 +41,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(args, env=None):
+def start(args, env=None, base=SHORT):
     environment = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "2",
                    **(env or {})}
-    return subprocess.Popen([sys.executable, "scripts/train.py", *SHORT, *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "scripts/train.py", *base, *args], cwd=ROOT,
                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -63,8 +64,8 @@ def finish(processes, timeout=TIMEOUT):
     return results
 
 
-def run(args, env=None, timeout=TIMEOUT):
-    return finish([start(args, env)], timeout)[0]
+def run(args, env=None, timeout=TIMEOUT, base=SHORT):
+    return finish([start(args, env, base)], timeout)[0]
 
 
 def only_run(output_dir):
@@ -96,6 +97,31 @@ def test_four_devices_match_one_device(tmp_path):
     assert m_four["test_loss"] == pytest.approx(m_one["test_loss"], rel=1e-4)
     config = json.loads((run_four / "config.json").read_text())
     assert config["distribution"]["replicas"] == 4
+
+
+@needs_engine
+def test_interrupted_data_parallel_run_resumes(tmp_path):
+    four = ["--distribute", "data", "--cpu-devices", "4", "--epochs", "6"]
+    straight = run([*four, "--output-dir", str(tmp_path / "straight")])
+    assert straight[0] == 0, straight[2][-3000:]
+
+    process = start([*four, "--output-dir", str(tmp_path / "cut")])
+    deadline = time.time() + TIMEOUT
+    while not list((tmp_path / "cut").glob("*/backup/training_metadata.json")):
+        assert process.poll() is None and time.time() < deadline, "no epoch was backed up"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    rc, out, err = finish([process])[0]
+    assert rc == 130, err[-3000:]
+    cut = only_run(tmp_path / "cut")
+    assert json.loads((cut / "metrics.json").read_text())["status"] == "interrupted"
+
+    resumed = run(["--resume", str(cut), "--cpu-devices", "4"], base=())  # host settings only
+    assert resumed[0] == 0, resumed[2][-3000:]
+    metrics = json.loads((cut / "metrics.json").read_text())
+    assert (metrics["status"], metrics["epochs_completed"]) == ("finished", 6)
+    for a, b in zip(weights(only_run(tmp_path / "straight")), weights(cut)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def _cluster(port_count, tmp_path, extra=()):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import kerasnets
-from tests.helpers import scaled_diff
+from tests.helpers import record, scaled_diff
 
 BACKEND = keras.backend.backend()
 MODELS = ["resnet18", "mobilenet_v3_small", "googlenet"]
@@ -37,6 +37,7 @@ def test_saved_model_gives_the_same_logits(tmp_path, name):
     model.export(str(tmp_path / name), format="tf_saved_model", verbose=False)
     loaded = tf.saved_model.load(str(tmp_path / name))
     exported = loaded.serve(tf.constant(x)).numpy()
+    record("export_saved_model", name, scaled_diff(exported, logits))
     assert scaled_diff(exported, logits) < TOLERANCE
 
 
@@ -50,4 +51,5 @@ def test_onnx_gives_the_same_logits(tmp_path, name):
     model.export(path, format="onnx", verbose=False)
     session = onnxruntime.InferenceSession(path)
     exported = session.run(None, {session.get_inputs()[0].name: x})[0]
+    record("export_onnx", name, scaled_diff(exported, logits))
     assert scaled_diff(exported, logits) < TOLERANCE

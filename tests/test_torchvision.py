@@ -13,7 +13,7 @@ torchvision = pytest.importorskip("torchvision")
 import kerasnets  # noqa: E402
 from kerasnets.interop import imagenet  # noqa: E402
 from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
-from tests.helpers import predict, scaled_diff  # noqa: E402
+from tests.helpers import predict, record, scaled_diff  # noqa: E402
 
 TORCHVISION_MODELS = [n for n in kerasnets.list_models() if kerasnets.model_info(n).torchvision]
 TOLERANCE = 1e-4  # max abs difference on logits of order one (see scaled_diff)
@@ -52,6 +52,7 @@ def test_logits_equal_torchvisions(name):
     expected = torch_logits(reference, x)
     got = predict(model, np.transpose(x, (0, 2, 3, 1)))
     assert np.abs(expected).max() > 1e-2  # not a degenerate comparison
+    record("torchvision", name, scaled_diff(got, expected))
     assert scaled_diff(got, expected) < TOLERANCE
 
 

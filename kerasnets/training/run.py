@@ -209,8 +209,12 @@ def _train(config, dist, run_dir, callbacks, started):
                                                       c.run_name)
     else:  # the chief keeps the run; the others work in a scratch directory
         run_dir = Path(tempfile.mkdtemp(prefix=f"kerasnets-process{dist.process_id}-"))
-        if resuming and (resume_dir / "backup").exists():
-            shutil.copytree(resume_dir / "backup", run_dir / "backup")
+        for name in ("backup", "history.csv", "metrics.json") if resuming else ():
+            source = resume_dir / name  # the chief's run, on storage every host sees
+            if source.is_dir():
+                shutil.copytree(source, run_dir / name)
+            elif source.exists():
+                shutil.copy2(source, run_dir / name)
     try:
         return _fit(prepared, dist, shard, x_train, y_train, fixed_steps, steps, run_dir,
                     resuming, callbacks, started, resume_dir or run_dir)
