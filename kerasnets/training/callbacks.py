@@ -161,3 +161,45 @@ class Throughput(keras.callbacks.Callback):
     @property
     def images_per_second(self):
         return self.batches * self.batch_size / self.seconds if self.seconds else None
+
+
+class GracefulStop(keras.callbacks.Callback):
+    """Ctrl-C and SIGTERM stop training at the next batch boundary, never in the middle
+    of writing a checkpoint: the signal only raises a flag, and the first training batch end
+    after it raises ``KeyboardInterrupt`` (which the trainer turns into a saved
+    ``interrupted.keras``). A second signal interrupts at once."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        super().__init__()
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # signals: main only
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _check(self, *args, **kwargs):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = _check  # not mid-validation or mid-backup: the epoch completes

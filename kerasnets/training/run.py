@@ -23,8 +23,8 @@ from kerasnets.data import Preprocessing, Preprocessor, channel_statistics, load
 from kerasnets.data.pipelines import make_pipeline, pad_and_shard, steps_per_epoch
 from kerasnets.registry import model_info
 from kerasnets.training import artifacts, distribute
-from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, HistoryRecorder,
-                                          NaNGuard, Throughput)
+from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulStop,
+                                          HistoryRecorder, NaNGuard, Throughput)
 from kerasnets.training.config import PRECISIONS, TrainConfig
 from kerasnets.training.errors import TrainingError, TrainingInterrupted
 from kerasnets.training.optim import learning_rate, make_optimizer
@@ -265,7 +265,8 @@ def _fit(prepared, dist, shard, x_train, y_train, fixed_steps, steps, run_dir, r
     recorder = HistoryRecorder(run_dir, f"{c.model} on {c.dataset} ({keras.backend.backend()})",
                                history_rows, main_output=model.output_names[0]
                                if len(model.outputs) > 1 else None)
-    all_callbacks = [nan_guard, throughput, recorder, best, backup,
+    stop = GracefulStop()
+    all_callbacks = [stop, nan_guard, throughput, recorder, best, backup,
                      *(_tensorboard(run_dir) if dist.is_chief else []), *callbacks]
     verbose = c.verbose if c.verbose == "auto" else int(c.verbose)
     if not dist.is_chief:
@@ -277,9 +278,11 @@ def _fit(prepared, dist, shard, x_train, y_train, fixed_steps, steps, run_dir, r
           f"{c.batch_size}; run directory {kept_dir if dist.is_chief else '(chief only)'}"
           + (f" (resuming after epoch {initial_epoch})" if resuming else ""), flush=True)
     try:
-        model.fit(dist.dataset(train_data), epochs=c.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, validation_data=dist.dataset(val_data),
-                  callbacks=all_callbacks, verbose=verbose, shuffle=False)  # pipelines shuffle
+        with stop:
+            model.fit(dist.dataset(train_data), epochs=c.epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=steps, validation_data=dist.dataset(val_data),
+                      callbacks=all_callbacks, verbose=verbose,
+                      shuffle=False)  # the pipelines shuffle
     except KeyboardInterrupt:
         _save_interrupted(model, run_dir, previous, started, recorder, "interrupted")
         raise TrainingInterrupted(
