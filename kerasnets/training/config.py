@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from kerasnets.data.datasets import DATASETS
 from kerasnets.data.pipelines import PIPELINES
+from kerasnets.training.distribute import MODES as DISTRIBUTE_MODES
 from kerasnets.training.optim import OPTIMIZERS, SCHEDULES
 from kerasnets.training.recipes import RECIPES
 
@@ -196,7 +197,7 @@ TRAIN_OPTIONS = {
         ("--data-format", dict(choices=["channels_last", "channels_first"])),
     ],
     "Distribution": [
-        ("--distribute", dict(choices=["none", "data"], help="data: data-parallel over every "
+        ("--distribute", dict(choices=list(DISTRIBUTE_MODES), help="data: data-parallel over every "
                               "local device (JAX: keras.distribution.DataParallel; "
                               "TensorFlow: MirroredStrategy, MultiWorkerMirroredStrategy "
                               "when TF_CONFIG names several workers). --batch-size is the "
