@@ -1,4 +1,4 @@
-"""Tests of kerasnets.data: the readers, the search order, the splits.
+"""Tests of kerasnets.data: the specs, the readers, the search order, the splits.
 
 All files a test writes go to ``tmp_path``; the committed sample in
 tests/data/fashion_mnist_sample/ is real Fashion-MNIST in its original format.
@@ -14,14 +14,17 @@ import sys
 import tarfile
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from kerasnets.data import readers
-from kerasnets.data.datasets import (DATASETS, CorruptDatasetError, Dataset,
-                                     DatasetNotFoundError, load_dataset, stratified_split)
+from kerasnets.data import (DATASETS, CorruptDatasetError, Dataset, DatasetNotFoundError,
+                            load_dataset)
+from kerasnets.data import idx, locate
+from kerasnets.data.specs import native_size
+from kerasnets.data.splits import stratified_split
 
 SAMPLE = Path(__file__).resolve().parent / "data" / "fashion_mnist_sample"
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -29,6 +32,7 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+REAL_DOWNLOAD = locate.download  # the autouse fixture replaces it in every test
 
 
 @pytest.fixture(autouse=True)
@@ -39,12 +43,18 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("KERAS_HOME", raising=False)
     monkeypatch.delenv("KERASNETS_DATA", raising=False)
-    monkeypatch.setattr(readers, "SYSTEM_DATA_DIRS", {})
+    for name, spec in DATASETS.items():
+        monkeypatch.setitem(DATASETS, name, replace(spec, system_dirs=()))
 
-    def no_network(name):
+    def no_network(spec):
         raise ConnectionError("tests never download")
-    monkeypatch.setattr(readers, "download", no_network)
+    monkeypatch.setattr(locate, "download", no_network)
     return home
+
+
+def set_system_dirs(monkeypatch, name, *dirs):
+    """Point data set ``name``'s system directories at ``dirs``."""
+    monkeypatch.setitem(DATASETS, name, replace(DATASETS[name], system_dirs=tuple(map(str, dirs))))
 
 
 def copy_sample(dest: Path) -> Path:
@@ -64,7 +74,7 @@ def idx_bytes(array: np.ndarray, magic=None, count=None) -> bytes:
 
 
 def read_sample_idx(name):
-    return readers.read_idx(SAMPLE / name, expected_magic=2051 if "images" in name else 2049)
+    return idx.read_idx(SAMPLE / name, expected_magic=2051 if "images" in name else 2049)
 
 
 # --------------------------------------------------------------------------- the sample
@@ -87,12 +97,6 @@ def test_sample_loads_with_shapes_dtypes_labels_and_names():
     assert 60 < ds.x_train.mean() < 85  # real images, not zeros or noise
     assert ds.x_train.flags.writeable and ds.x_train.flags.c_contiguous
     assert "train=1000" in repr(ds)
-
-
-def test_dataset_is_frozen():
-    ds = load_dataset("synthetic", synthetic_size=(20, 10))
-    with pytest.raises(AttributeError):
-        ds.name = "other"
 
 
 def test_uncompressed_idx_files_are_accepted(tmp_path):
@@ -193,7 +197,7 @@ def test_not_found_lists_every_place_looked(tmp_path, monkeypatch):
         d.mkdir()
     monkeypatch.setenv("KERASNETS_DATA", str(env_dir))
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    monkeypatch.setattr(readers, "SYSTEM_DATA_DIRS", {"fashion_mnist": [str(system)]})
+    set_system_dirs(monkeypatch, "fashion_mnist", system)
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("fashion_mnist", data_dir=arg_dir, download=False)
     message = str(err.value)
@@ -235,7 +239,7 @@ def test_search_order(tmp_path, monkeypatch, isolated):
     cache = copy_sample(isolated / ".keras" / "datasets" / "fashion-mnist")
     system = copy_sample(tmp_path / "system")
     monkeypatch.setenv("KERASNETS_DATA", str(env))
-    monkeypatch.setattr(readers, "SYSTEM_DATA_DIRS", {"fashion_mnist": [str(system)]})
+    set_system_dirs(monkeypatch, "fashion_mnist", system)
 
     def source(**kw):
         return load_dataset("fashion_mnist", download=False, **kw).source
@@ -473,13 +477,27 @@ def test_folder_errors(tmp_path):
         load_dataset("folder", data_dir=tmp_path / "flat")
 
 
-def test_folder_corrupt_image_names_the_file(tmp_path):
+@pytest.mark.parametrize("image_size", [None, (8, 8)], ids=["header", "decode"])
+def test_folder_corrupt_image_names_the_file(tmp_path, image_size):
     root = make_class_tree(tmp_path / "pets")
     bad = root / "dog" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     with pytest.raises(CorruptDatasetError) as err:
-        load_dataset("folder", data_dir=root)
+        load_dataset("folder", data_dir=root, image_size=image_size)
     assert str(bad) in str(err.value)
+
+
+def test_folder_truncated_image_names_the_file(tmp_path):
+    # The header is intact, so only decoding the pixels can tell.
+    root = make_class_tree(tmp_path / "pets")
+    good = root / "cat" / "0.png"
+    write_images(tmp_path / "big", COLOURS["cat"], 1, size=(64, 64))
+    data = (tmp_path / "big" / "0.png").read_bytes()
+    bad = root / "cat" / "truncated.png"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptDatasetError, match="cannot be decoded") as err:
+        load_dataset("folder", data_dir=root, image_size=(10, 12))
+    assert str(bad) in str(err.value) and good.is_file()
 
 
 # --------------------------------------------------------------------------- synthetic
@@ -537,7 +555,7 @@ def test_val_fraction_on_synthetic_and_bad_values():
 # --------------------------------------------------------------------------- hygiene & full data
 
 def test_modules_import_no_deep_learning_framework():
-    # Import the two modules under stub 'kerasnets' and 'kerasnets.data' packages so the
+    # Import the modules under stub 'kerasnets' and 'kerasnets.data' packages so the
     # packages' own __init__ (which import keras and the pipelines) do not count.
     root = Path(__file__).resolve().parents[1]
     code = textwrap.dedent(f"""
@@ -547,7 +565,7 @@ def test_modules_import_no_deep_learning_framework():
         data = types.ModuleType("kerasnets.data")
         data.__path__ = [{str(root / "kerasnets" / "data")!r}]
         sys.modules["kerasnets.data"] = data
-        import kerasnets.data.datasets
+        import kerasnets.data.datasets, kerasnets.data.specs  # every reader module too
         bad = sorted(m for m in ("keras", "tensorflow", "torch", "jax", "PIL") if m in sys.modules)
         assert not bad, bad
     """)
@@ -576,7 +594,7 @@ def test_data_dir_may_name_the_archive_itself(tmp_path):
 
 def test_successful_download_is_read(tmp_path, monkeypatch):
     fetched = copy_sample(tmp_path / "fetched")
-    monkeypatch.setattr(readers, "download", lambda name: readers.Found("idx", fetched))
+    monkeypatch.setattr(locate, "download", lambda spec: fetched)
     ds = load_dataset("fashion_mnist", download=True)
     assert ds.source == str(fetched) and len(ds.x_train) == 1000
 
@@ -585,3 +603,45 @@ def test_split_folders_without_train_are_refused(tmp_path):
     make_class_tree(tmp_path / "odd" / "test")
     with pytest.raises(ValueError, match="no train/ folder"):
         load_dataset("folder", data_dir=tmp_path / "odd")
+
+
+# --------------------------------------------------------------------------- specs
+
+def test_native_size_comes_from_the_spec():
+    assert native_size("fashion_mnist") == native_size("mnist") == 28
+    assert native_size("cifar10") == native_size("cifar100") == native_size("synthetic") == 32
+    assert native_size("cifar10", image_size=64) == 32  # a resize does not change it
+    assert native_size("folder") == 224
+    assert native_size("folder", image_size=96) == 96
+    assert native_size("folder", image_size=(64, 80)) == 80
+    with pytest.raises(ValueError, match="unknown data set"):
+        native_size("imagenet")
+
+
+def test_download_checks_a_sha256_for_every_file(monkeypatch, isolated):
+    import keras
+
+    fetched = []
+
+    def fake_get_file(fname, origin, file_hash, cache_subdir):
+        fetched.append((fname, origin, file_hash))
+        return str(isolated / cache_subdir / fname)
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    for name in ("fashion_mnist", "mnist", "cifar10", "cifar100"):
+        spec = DATASETS[name]
+        fetched.clear()
+        path = REAL_DOWNLOAD(spec)
+        assert [f for f, _, _ in fetched] == [f.name for f in spec.files] != []
+        for fname, origin, file_hash in fetched:
+            assert origin.startswith("https://") and origin.endswith(fname)
+            assert len(file_hash) == 64 and int(file_hash, 16) >= 0  # a sha256
+        expected = path if len(spec.files) == 1 else path / spec.files[0].name
+        assert str(expected) == str(isolated / spec.cache_subdir / spec.files[0].name)
+
+
+def test_every_file_based_spec_says_how_to_get_it():
+    for spec in DATASETS.values():
+        assert spec.description and str(spec) == spec.description
+        if spec.files:
+            assert spec.how_to_get and spec.native_size
+            assert callable(spec.format.read) and callable(spec.format.find_in)

@@ -5,44 +5,32 @@
 >>> ds.x_train.shape, ds.input_shape, ds.num_classes
 ((54000, 28, 28, 1), (28, 28, 1), 10)
 
-Pure numpy (see :mod:`kerasnets.data.readers` for why no deep-learning framework
-is imported here). Nothing is cached on disk; only a download, when one is
-needed and allowed, writes into the Keras cache.
+The facts about each data set are in :mod:`kerasnets.data.specs`; the readers are
+one module per format (:mod:`~kerasnets.data.idx`, :mod:`~kerasnets.data.cifar`,
+:mod:`~kerasnets.data.folders`, :mod:`~kerasnets.data.synthetic`) and
+:mod:`~kerasnets.data.locate` finds the files.
+
+Plain numpy, deliberately no keras, tensorflow, torch or jax at import time (nor in
+any module above): with ``KERAS_BACKEND=torch`` importing tensorflow before keras
+crashes the process, and reading files needs none of them. Keras (and PIL) are
+imported lazily, only to decode image folders, resize or download. Nothing is
+cached on disk; only a download, when one is needed and allowed, writes into the
+Keras cache.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from kerasnets.data import readers
-from kerasnets.data.readers import CorruptDatasetError, DatasetNotFoundError
+from kerasnets.data import folders, locate, synthetic
+from kerasnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from kerasnets.data.specs import DATASETS, DatasetSpec, spec_for
+from kerasnets.data.splits import carve_val, stratified_split
 
 __all__ = ["DATASETS", "CorruptDatasetError", "Dataset", "DatasetNotFoundError",
-           "load_dataset", "make_synthetic", "stratified_split"]
-
-DATASETS = {
-    "fashion_mnist": "Fashion-MNIST: 60k+10k 28x28 grayscale clothing images, 10 classes "
-                     "(original IDX .gz files)",
-    "mnist": "MNIST: 60k+10k 28x28 grayscale handwritten digits, 10 classes "
-             "(IDX files or Keras' mnist.npz)",
-    "cifar10": "CIFAR-10: 50k+10k 32x32 colour images, 10 classes (python pickle batches)",
-    "cifar100": "CIFAR-100: 50k+10k 32x32 colour images, 100 fine classes "
-                "(python pickle batches)",
-    "folder": "your own images: --data-dir with one sub-folder per class, optionally "
-              "inside train/ and val/ or test/",
-    "synthetic": "random but learnable images for smoke tests (no files needed)",
-}
-
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-MNIST_CLASSES = [str(i) for i in range(10)]
-
-# Held-out fraction for a ``folder`` without split folders when val_fraction is 0:
-# a test split is needed, and an empty one is never what was meant.
-DEFAULT_FOLDER_TEST_FRACTION = 0.2
+           "load_dataset", "resize_images", "stratified_split"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -120,29 +108,26 @@ def load_dataset(name: str = "fashion_mnist", *, data_dir=None, val_fraction: fl
         CorruptDatasetError: a file is truncated or malformed.
         ValueError: bad arguments, or folder images of different sizes without image_size.
     """
-    key = name.strip().lower().replace("-", "_")
-    if key not in DATASETS:
-        known = "\n".join(f"  {k}: {v}" for k, v in DATASETS.items())
-        raise ValueError(f"unknown data set {name!r}; available:\n{known}")
+    spec = spec_for(name)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     size = _as_image_size(image_size)
 
-    if key == "folder":
-        splits, class_names, source = _load_folder(data_dir, val_fraction, seed, size)
+    if spec.format is folders.load_folder:  # splits come from the folders themselves
+        splits, class_names, source = folders.load_folder(data_dir, val_fraction, seed, size)
     else:
-        if key == "synthetic":
-            splits, class_names = make_synthetic(synthetic_shape, synthetic_classes,
-                                                 synthetic_size, seed)
+        if spec.format is synthetic.make_synthetic:
+            splits, class_names = synthetic.make_synthetic(synthetic_shape, synthetic_classes,
+                                                           synthetic_size, seed)
             source = "synthetic"
         else:
-            splits, class_names, source = _load_files(key, data_dir, download)
+            splits, class_names, source = _load_files(spec, data_dir, download)
         if size is not None:
-            splits = {s: (readers.resize_images(x, size), y) for s, (x, y) in splits.items()}
-        splits = _carve_val(splits, val_fraction, seed)
+            splits = {s: (resize_images(x, size), y) for s, (x, y) in splits.items()}
+        splits = carve_val(splits, val_fraction, seed)
 
     x_val, y_val = splits.get("val", (None, None))
-    return Dataset(key, *splits["train"], x_val, y_val, *splits["test"],
+    return Dataset(spec.name, *splits["train"], x_val, y_val, *splits["test"],
                    class_names=list(class_names), source=source)
 
 
@@ -158,138 +143,38 @@ def _as_image_size(image_size):
     return int(size[0]), int(size[1])
 
 
-# --------------------------------------------------------------------------- splitting
-
-def _held_count(n: int, fraction: float) -> int:
-    """How many of a class's ``n`` samples to hold out."""
-    if fraction <= 0 or n < 2:
-        return 0
-    # Every class with >= 2 samples gets at least one held out and keeps one.
-    return min(max(int(round(n * fraction)), 1), n - 1)
-
-
-def stratified_split(labels: np.ndarray, fraction: float, seed: int):
-    """Split indices per class, seeded: about ``fraction`` of each class is held out.
-
-    Args:
-        labels: 1-D class labels.
-        fraction: share of each class to hold out.
-        seed: the same seed gives the same split.
+def _load_files(spec: DatasetSpec, data_dir, download: bool):
+    """Locate (or download) and read one of the file-based data sets.
 
     Returns:
-        ``(kept_indices, held_indices)``, each sorted (original order preserved).
+        ``({"train": (x, y), "test": (x, y)}, class_names, source path)``.
     """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    held = [rng.permutation(np.flatnonzero(labels == c))[:_held_count(int(n), fraction)]
-            for c, n in zip(*np.unique(labels, return_counts=True))]
-    held = np.sort(np.concatenate(held)) if held else np.empty(0, np.int64)
-    keep = np.ones(len(labels), bool)
-    keep[held] = False
-    return np.flatnonzero(keep), held
-
-
-def _take(seq, idx):
-    """Index an array or a list (of paths) with an index array."""
-    return seq[idx] if isinstance(seq, np.ndarray) else [seq[i] for i in idx]
-
-
-def _carve_val(splits: dict, fraction: float, seed: int) -> dict:
-    """Move a stratified ``fraction`` of the training split into ``"val"``."""
-    if fraction <= 0:
-        return splits
-    if "val" in splits:
-        raise ValueError("the data already has a validation split (a val/ folder); "
-                         "val_fraction must be 0")
-    x, y = splits["train"]
-    keep, held = stratified_split(y, fraction, seed)
-    return {**splits, "train": (_take(x, keep), y[keep]), "val": (_take(x, held), y[held])}
-
-
-# --------------------------------------------------------------------------- sources
-
-def _load_files(name: str, data_dir, download: bool):
-    """Locate (or download) and read one of the file-based data sets."""
-    found, looked = readers.locate(name, data_dir)
+    found, looked = locate.locate(spec, data_dir)
     if found is None:
         if not download:
-            raise readers.not_found_error(name, looked, "disabled (download=False)")
+            raise locate.not_found_error(spec, looked, "disabled (download=False)")
         try:
-            found = readers.download(name)
+            found = locate.download(spec)
         except Exception as exc:  # no network, HTTP error, bad hash, no keras...
-            raise readers.not_found_error(
-                name, looked, f"failed: {type(exc).__name__}: {exc}") from exc
-    return (*_read_found(name, found), str(found.path))
+            raise locate.not_found_error(
+                spec, looked, f"failed: {type(exc).__name__}: {exc}") from exc
+    x_train, y_train, x_test, y_test, class_names = spec.format.read(spec, found)
+    return {"train": (x_train, y_train), "test": (x_test, y_test)}, class_names, str(found)
 
 
-def _read_found(name: str, found: readers.Found):
-    """Read what :func:`readers.locate` found into ``(splits, class_names)``."""
-    if found.kind in ("cifar_dir", "cifar_tar"):
-        x_tr, y_tr, x_te, y_te, names = readers.read_cifar(found.path, readers.CIFAR_SPECS[name])
-    else:
-        read = readers.read_mnist_npz if found.kind == "npz" else readers.read_idx_dataset
-        x_tr, y_tr, x_te, y_te = read(found.path)
-        names = FASHION_MNIST_CLASSES if name == "fashion_mnist" else MNIST_CLASSES
-    return {"train": (x_tr, y_tr), "test": (x_te, y_te)}, names
+def resize_images(x: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Resize an NHWC ``uint8`` batch (1 or 3 channels) to ``(height, width)``, bilinear.
 
-
-def _load_folder(data_dir, val_fraction: float, seed: int, image_size):
-    """Read a class-per-sub-folder image tree; splits are decided before decoding."""
-    if data_dir is None:
-        raise ValueError("the 'folder' data set needs data_dir (--data-dir): a directory "
-                         "with one sub-folder of images per class")
-    class_names, splits = readers.scan_image_folder(data_dir)
-    if "all" in splits:
-        paths, labels = splits.pop("all")
-        keep, held = stratified_split(labels, val_fraction or DEFAULT_FOLDER_TEST_FRACTION,
-                                      seed)
-        splits = {"train": (_take(paths, keep), labels[keep]),
-                  "test": (_take(paths, held), labels[held])}
-    else:
-        if "test" not in splits:  # train/ + val/ only: val/ is what we evaluate on
-            splits["test"] = splits.pop("val")
-        splits = _carve_val(splits, val_fraction, seed)
-    # One size for every split, so a model fits them all.
-    all_paths = [p for paths, _ in splits.values() for p in paths]
-    size = image_size or readers.common_image_size(all_paths)
-    decoded = {s: (readers.read_images(paths, size), labels)
-               for s, (paths, labels) in splits.items()}
-    return decoded, class_names, str(Path(data_dir))
-
-
-def make_synthetic(shape=(32, 32, 3), num_classes: int = 10, sizes=(512, 128), seed: int = 0):
-    """Random images whose class is learnable: a per-class pattern plus noise.
-
-    Each class gets its own coarse 4x4 brightness pattern (per channel), upsampled
-    to the image size; samples add Gaussian noise. Convolutions plus pooling pick
-    this up within a few steps, so a smoke run shows the loss going down.
-
-    Args:
-        shape: ``(height, width, channels)``.
-        num_classes: number of classes (>= 2).
-        sizes: ``(n_train, n_test)``.
-        seed: the same seed gives the same data.
-
-    Returns:
-        ``({"train": (x, y), "test": (x, y)}, class_names)``.
+    PIL, as ``keras.utils.load_img`` uses for image folders, so that every data set is
+    resized the same way (and without loading a Keras backend).
     """
-    shape, sizes = tuple(shape), tuple(sizes)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"synthetic_shape must be (height, width, channels), got {shape}")
-    if num_classes < 2:
-        raise ValueError(f"synthetic_classes must be >= 2, got {num_classes}")
-    if len(sizes) != 2 or sizes[0] < 1 or sizes[1] < 0:
-        raise ValueError(f"synthetic_size must be (n_train >= 1, n_test >= 0), got {sizes}")
-    height, width, channels = shape
-    rng = np.random.default_rng(seed)
-    grid = rng.uniform(30, 225, (num_classes, 4, 4, channels)).astype(np.float32)
-    rows, cols = np.arange(height) * 4 // height, np.arange(width) * 4 // width
-    patterns = grid[:, rows][:, :, cols]  # (classes, height, width, channels)
+    from PIL import Image  # lazy: only needed when resizing
 
-    def draw(n):
-        y = rng.permutation(np.arange(n) % num_classes).astype(np.int32)  # balanced
-        noise = rng.standard_normal((n, *shape), dtype=np.float32) * 40
-        return np.clip(patterns[y] + noise, 0, 255).round().astype(np.uint8), y
-
-    splits = {"train": draw(sizes[0]), "test": draw(sizes[1])}
-    return splits, [f"class_{i}" for i in range(num_classes)]
+    height, width = image_size
+    if x.shape[1:3] == (height, width):
+        return x
+    out = np.empty((len(x), height, width, x.shape[3]), np.uint8)
+    for i, img in enumerate(x):
+        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+        out[i] = np.asarray(pil.resize((width, height), Image.BILINEAR)).reshape(out.shape[1:])
+    return out
