@@ -16,6 +16,8 @@ from kerasnets.data import cifar, folders, idx, synthetic
 __all__ = ["DATASETS", "DataFile", "DatasetSpec", "native_size", "spec_for"]
 
 _KERAS_BASE = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+# Fashion-MNIST from its authors, whose files the published sha256 below are of (Keras'
+# mirror serves copies with no published hash).
 _ZALANDO_BASE = ("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/"
                  "data/fashion/")
 _TORONTO_BASE = "https://www.cs.toronto.edu/~kriz/"
@@ -55,7 +57,7 @@ class DatasetSpec:
     cache_subdir: str = "datasets"    # where download() puts files, under KERAS_HOME
     flip_preserves_class: bool = True  # False: a mirrored image is another class
 
-    def __str__(self):
+    def __str__(self):  # what a CLI help line listing the data sets shows
         return self.description
 
 
@@ -74,9 +76,14 @@ _MNIST_NPZ = DataFile(
     "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1")
 
 
-def _cifar_how_to_get(layout: cifar.CifarFormat) -> tuple[str, ...]:
-    return (f"download {layout.tarball} from {_TORONTO_BASE}cifar.html "
-            "into DIR and pass --data-dir DIR",)
+def _cifar(name: str, description: str, layout: cifar.CifarFormat, sha256: str):
+    """A CIFAR spec: the official archive (``sha256`` as Keras checks it), 32x32 RGB."""
+    return DatasetSpec(
+        name=name, description=description, format=layout,
+        files=(DataFile(layout.tarball, f"{_TORONTO_BASE}{layout.tarball}", sha256),),
+        native_size=32,
+        how_to_get=(f"download {layout.tarball} from {_TORONTO_BASE}cifar.html "
+                    "into DIR and pass --data-dir DIR",))
 
 
 _SPECS = (
@@ -112,24 +119,12 @@ _SPECS = (
         system_dirs=("/usr/share/datasets/mnist",),
         subdirs=("", "mnist"),
         flip_preserves_class=False),  # a mirrored digit is another digit
-    DatasetSpec(
-        name="cifar10",
-        description="CIFAR-10: 50k+10k 32x32 colour images, 10 classes (python pickle batches)",
-        format=cifar.CIFAR10,
-        # The official archive and the sha256 Keras checks it against.
-        files=(DataFile(cifar.CIFAR10.tarball, f"{_TORONTO_BASE}{cifar.CIFAR10.tarball}",
-                        "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),),
-        native_size=32,
-        how_to_get=_cifar_how_to_get(cifar.CIFAR10)),
-    DatasetSpec(
-        name="cifar100",
-        description="CIFAR-100: 50k+10k 32x32 colour images, 100 fine classes "
-                    "(python pickle batches)",
-        format=cifar.CIFAR100,
-        files=(DataFile(cifar.CIFAR100.tarball, f"{_TORONTO_BASE}{cifar.CIFAR100.tarball}",
-                        "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),),
-        native_size=32,
-        how_to_get=_cifar_how_to_get(cifar.CIFAR100)),
+    _cifar("cifar10", "CIFAR-10: 50k+10k 32x32 colour images, 10 classes "
+                      "(python pickle batches)", cifar.CIFAR10,
+           "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),
+    _cifar("cifar100", "CIFAR-100: 50k+10k 32x32 colour images, 100 fine classes "
+                       "(python pickle batches)", cifar.CIFAR100,
+           "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),
     DatasetSpec(
         name="folder",
         description="your own images: --data-dir with one sub-folder per class, optionally "
