@@ -13,12 +13,13 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras as _keras  # noqa: E402  (keras before anything that may import tensorflow)
 
-from kerasnets import models as _models  # noqa: F401,E402  (registers the zoo)
+from kerasnets import layers as _layers  # noqa: F401,E402  (registers the custom layers)
+from kerasnets.factory import create_model  # noqa: E402
+from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
 from kerasnets.profiling import count_macs, count_params  # noqa: E402
-from kerasnets.registry import (  # noqa: E402
-    ModelInfo, create_model, list_models, load_weights, model_info)
+from kerasnets.registry import ModelInfo, list_models, model_info  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = ["ModelInfo", "count_macs", "count_params", "create_model", "list_models",
-           "load_weights", "model_info"]
+           "load_torchvision_weights", "model_info"]

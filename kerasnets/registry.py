@@ -1,25 +1,32 @@
-"""The model registry: every architecture by name, with its metadata.
+"""The model registry: every architecture by name, with everything known about it.
 
-Families register each variant in one line (see ``kerasnets/models/resnet.py``)::
+A family is one module in ``kerasnets/models/``; it registers each variant in one
+line, with all that the rest of the package needs to know about it::
 
     register("resnet50", build_resnet, dict(block="bottleneck", layers=(3, 4, 6, 3)),
-             paper=RESNET, params=25_557_032, gmacs=4.09)
+             paper=RESNET, params=25_557_032, gmacs=4.089,
+             torchvision=TORCHVISION_NAMES, weights=Weights(URL + "resnet50-11ad3fa6.pth",
+             resize_size=232, top1=80.858))
 
-:func:`create_model` resolves the name, checks the input and the options, and
-calls the family builder inside the requested data format.
+The registry knows no family by name: the first lookup imports every module of
+``kerasnets.models`` (a plugin scan, as timm's registry does), so adding a
+family is adding a file. The trainer's recipes, the torchvision interop, the
+parity tools, the benchmarks and the tests read what they need from here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
+import importlib
 import inspect
-import os
+import pkgutil
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-import keras
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -32,12 +39,69 @@ class Paper:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """Published pretrained weights of one variant, and how their inputs were prepared.
+
+    ``url`` is torchvision's checkpoint. torchvision publishes the first hex digits
+    of each file's sha256 in its name (``resnet18-f37072fd.pth``) and torch.hub checks
+    downloads against that prefix; so do we (:attr:`sha256_prefix`).
+    ``options`` are builder options the weights need (GoogLeNet's ``transform_input``).
+    """
+
+    url: str
+    top1: float  # published ImageNet-1K top-1, %
+    resize_size: int = 256
+    crop_size: int = 224
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+    options: dict = field(default_factory=dict)
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def sha256_prefix(self) -> str:
+        match = re.search(r"-([a-f0-9]{6,})\.", self.filename)
+        if not match:
+            raise ValueError(f"{self.filename}: no sha256 prefix in the file name.")
+        return match.group(1)
+
+
+@dataclass(frozen=True)
+class TorchvisionNames:
+    """How a family's Keras layer names map to torchvision's module paths.
+
+    ``paths(model)`` returns ``{keras layer name: torch module path}`` for every
+    layer with weights (``None`` for a layer torchvision does not have).
+    ``rename_keys(state_dict, model)``, when given, fixes a checkpoint's keys first
+    (old key spellings, heads the model was built without).
+    """
+
+    paths: Callable
+    rename_keys: Callable | None = None
+
+
+@dataclass(frozen=True)
+class Reduced:
+    """A smaller network of the same family: the same operations with fewer repeated
+    blocks (``config`` overrides) and narrower dense heads (``options``), for checks
+    that need the operations rather than the size (cross-backend parity, tests)."""
+
+    config: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What is known about a registered model without building it.
 
     ``params`` and ``gmacs`` are measured on the default configuration
     (``input_shape``, ``num_classes``), checked by ``tests/test_zoo.py``.
     ``min_input_size`` is the smallest square input every layer accepts.
+    ``torchvision`` (when torchvision has the model under the same name) maps the
+    layer names; ``weights`` are its published ImageNet weights; ``recipes`` are
+    the trainer's per-model settings (``{"d2l": {...}, "modern": {...}}``).
     """
 
     name: str
@@ -50,7 +114,10 @@ class ModelInfo:
     input_shape: tuple = (224, 224, 3)
     num_classes: int = 1000
     min_input_size: int = 1
-    torchvision: bool = False  # torchvision has it, under the same name
+    torchvision: TorchvisionNames | None = field(default=None, repr=False)
+    weights: Weights | None = field(default=None, repr=False)
+    recipes: dict = field(default_factory=dict, repr=False)
+    reduced: Reduced = field(default_factory=Reduced, repr=False)
 
     @property
     def options(self) -> dict:
@@ -65,166 +132,46 @@ class ModelInfo:
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
+_FAMILIES_PACKAGE = "kerasnets.models"
+_discovered = False
 
 
 def register(name, builder, config=None, *, paper, params, gmacs, family=None, **info):
     """Register variant ``name`` as ``builder(**config)``; duplicate names are refused."""
     if name in _REGISTRY:
         raise ValueError(f"Model {name!r} is registered twice.")
+    if params < 1 or not gmacs > 0 or not paper.url.startswith("http"):
+        raise ValueError(f"{name}: params and gmacs must be positive and the paper a URL.")
     family = family or builder.__module__.rsplit(".", 1)[-1]
     _REGISTRY[name] = ModelInfo(name=name, family=family, builder=builder,
                                 config=dict(config or {}), paper=paper, params=params,
                                 gmacs=gmacs, **info)
 
 
+def _discover():
+    """Import every family module once (files starting with ``_`` are helpers)."""
+    global _discovered
+    if _discovered:
+        return
+    package = importlib.import_module(_FAMILIES_PACKAGE)
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{_FAMILIES_PACKAGE}.{module.name}")
+    _discovered = True
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of the registered models matching the shell-style ``pattern``."""
+    _discover()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def model_info(name: str) -> ModelInfo:
     """Metadata of model ``name``; an unknown name raises ``ValueError`` with suggestions."""
+    _discover()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+        close = difflib.get_close_matches(str(name), _REGISTRY, n=5, cutoff=0.5)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown model {name!r}.{hint} "
                          f"Available: {', '.join(list_models())}.")
     return _REGISTRY[name]
-
-
-@contextlib.contextmanager
-def data_format_scope(data_format):
-    """Build layers under ``data_format``; each layer records it in its config."""
-    previous = keras.config.image_data_format()
-    keras.config.set_image_data_format(data_format or previous)
-    try:
-        yield
-    finally:
-        keras.config.set_image_data_format(previous)
-
-
-def _resolve_input_shape(info, input_shape, data_format):
-    if input_shape is None:
-        h, w, c = info.input_shape
-        return (h, w, c) if data_format == "channels_last" else (c, h, w)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels) "
-                         f"(or (channels, height, width) for channels_first), "
-                         f"got {input_shape}.")
-    return input_shape
-
-
-def _check_input_size(info, input_shape, data_format):
-    spatial = input_shape[:2] if data_format == "channels_last" else input_shape[1:]
-    channels = input_shape[2] if data_format == "channels_last" else input_shape[0]
-    if channels is None or channels < 1:
-        raise ValueError(f"{info.name}: input_shape {input_shape} needs a known number "
-                         f"of channels ({data_format}).")
-    for size in spatial:
-        if size is not None and size < info.min_input_size:
-            raise ValueError(
-                f"Input {input_shape} is too small for {info.name}: its layers need at "
-                f"least {info.min_input_size}x{info.min_input_size} pixels. Use a larger "
-                f"input_shape (or resize the images, e.g. train.py --image-size "
-                f"{max(info.min_input_size, info.input_shape[0])}).")
-
-
-def _check_options(info, options):
-    accepted = info.options
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        listed = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
-        raise ValueError(f"{info.name} does not take option(s) {', '.join(unknown)}. "
-                         f"Its options (with defaults): {listed}.")
-
-
-def build_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,
-                data_format=None, check_input_size=True, **options) -> keras.Model:
-    """Build model ``name`` with fresh weights (:func:`create_model` without ``weights``)."""
-    info = model_info(name)
-    data_format = data_format or keras.config.image_data_format()
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', "
-                         f"not {data_format!r}.")
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', not {pooling!r}.")
-    num_classes = info.num_classes if num_classes is None else int(num_classes)
-    if include_top and num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
-    input_shape = _resolve_input_shape(info, input_shape, data_format)
-    if check_input_size:
-        _check_input_size(info, input_shape, data_format)
-    _check_options(info, options)
-    with data_format_scope(data_format):
-        return info.builder(input_shape=input_shape, num_classes=num_classes,
-                            include_top=include_top, pooling=pooling, name=name,
-                            **info.config, **options)
-
-
-def create_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,
-                 weights=None, data_format=None, **options) -> keras.Model:
-    """Build a registered model.
-
-    Args:
-        name: a name from :func:`list_models`, e.g. ``"resnet50"``.
-        num_classes: size of the classifier; default the model's own (1000 for the
-            ImageNet models, 10 for ``lenet5``).
-        input_shape: ``(height, width, channels)`` (``(C, H, W)`` for
-            ``channels_first``); default the model's (``model_info(name).input_shape``).
-            Grayscale works: ``(28, 28, 1)``.
-        include_top: keep the classifier. Without it the model returns the last
-            feature map, or a pooled vector if ``pooling`` is ``"avg"``/``"max"``.
-        weights: ``None`` (random init), ``"imagenet"`` (torchvision's ImageNet
-            weights, converted once and cached; see :mod:`kerasnets.interop.imagenet`)
-            or a path to a ``.weights.h5`` or ``.keras`` file whose layers match.
-        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
-        **options: family options, e.g. ``dropout_rate``, ``drop_path_rate``,
-            ``zero_init_residual``, ``width_multiplier``, ``small_input``;
-            ``model_info(name).options`` lists them.
-
-    Returns:
-        A functional ``keras.Model`` that saves to ``.keras`` and loads back with
-        ``keras.saving.load_model`` (once ``kerasnets`` is imported).
-    """
-    if weights == "imagenet":
-        from kerasnets.interop.imagenet import PRETRAINED_OPTIONS, checkpoint
-
-        checkpoint(name)  # a clear error for models without published weights
-        options = {**PRETRAINED_OPTIONS.get(name, {}), **options}
-    model = build_model(name, num_classes=num_classes, input_shape=input_shape,
-                        include_top=include_top, pooling=pooling, data_format=data_format,
-                        **options)
-    if weights == "imagenet":
-        from kerasnets.interop.imagenet import load_imagenet_weights
-
-        load_imagenet_weights(model, name)
-    elif weights is not None:
-        load_weights(model, weights)
-    return model
-
-
-def load_weights(model, path):
-    """Load ``path`` (``.weights.h5`` or ``.keras``) into ``model``, by layer."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Weights file {path!r} does not exist.")
-    if path.endswith(".keras"):
-        source = keras.saving.load_model(path, compile=False)
-        _copy_weights(source, model, path)
-    elif path.endswith(".weights.h5"):
-        model.load_weights(path)
-    else:
-        raise ValueError(f"Cannot load weights from {path!r}: expected a .weights.h5 or "
-                         f".keras file.")
-
-
-def _copy_weights(source, target, path):
-    src = {w.path: w for w in source.weights}
-    for w in target.weights:
-        if w.path not in src:
-            raise ValueError(f"{path}: has no weight {w.path!r} for {target.name}.")
-        if tuple(src[w.path].shape) != tuple(w.shape):
-            raise ValueError(f"{path}: weight {w.path!r} has shape {tuple(src[w.path].shape)}, "
-                             f"{target.name} needs {tuple(w.shape)}.")
-        w.assign(src[w.path])

@@ -4,6 +4,9 @@ torchvision models are randomly initialised (no downloads), with random BatchNor
 statistics so that the running mean/variance conventions are exercised too.
 """
 
+import dataclasses
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -11,8 +14,8 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import kerasnets  # noqa: E402
+from kerasnets import load_torchvision_weights, registry  # noqa: E402
 from kerasnets.interop import imagenet  # noqa: E402
-from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
 from tests.helpers import predict, record, scaled_diff  # noqa: E402
 
 TORCHVISION_MODELS = [n for n in kerasnets.list_models() if kerasnets.model_info(n).torchvision]
@@ -47,6 +50,7 @@ def images(size=224, batch=1, seed=0):
 def test_logits_equal_torchvisions(name):
     reference = torchvision_model(name)
     model = kerasnets.create_model(name)
+    assert kerasnets.count_params(model) == sum(p.numel() for p in reference.parameters())
     load_torchvision_weights(model, reference.state_dict())
     x = images()
     expected = torch_logits(reference, x)
@@ -95,20 +99,31 @@ def test_legacy_densenet_checkpoint_keys_load():
     reference = torchvision_model("densenet121")
     legacy = {k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v
               for k, v in reference.state_dict().items()}
+    assert legacy.keys() != reference.state_dict().keys()
     model = kerasnets.create_model("densenet121", input_shape=(64, 64, 3))
     load_torchvision_weights(model, legacy)
+    x = images(size=64, seed=2)
+    assert scaled_diff(predict(model, np.transpose(x, (0, 2, 3, 1))),
+                       torch_logits(reference, x)) < TOLERANCE
 
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """A private torch.hub cache and Keras home holding a random resnet18 checkpoint."""
+    """A private torch.hub cache and Keras home holding a random resnet18 checkpoint,
+    named (as torchvision names its files) after its own sha256 prefix."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(imagenet, "_download", _offline)
     reference = torchvision_model("resnet18")
-    target = imagenet.torch_hub_dir() / imagenet.checkpoint("resnet18").filename
+    saved = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), saved)
+    prefix = hashlib.sha256(saved.read_bytes()).hexdigest()[:8]
+    info = kerasnets.model_info("resnet18")
+    weights = dataclasses.replace(info.weights, url=f"https://example.org/resnet18-{prefix}.pth")
+    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(info, weights=weights))
+    target = imagenet.torch_hub_dir() / weights.filename
     target.parent.mkdir(parents=True)
-    torch.save(reference.state_dict(), target)
+    saved.rename(target)
     return reference, target
 
 
@@ -122,8 +137,12 @@ def test_imagenet_weights_come_from_the_torch_hub_cache(hub):
     x = images(seed=4)
     assert scaled_diff(predict(model, np.transpose(x, (0, 2, 3, 1))),
                        torch_logits(reference, x)) < TOLERANCE
-    converted = list(imagenet.converted_dir().glob("resnet18-imagenet-*.weights.h5"))
+    converted = list(imagenet.converted_dir().glob("resnet18-*.npz"))
     assert len(converted) == 1
+    checkpoint_file.unlink()  # later loads read the converted tensors only
+    again = kerasnets.create_model("resnet18", weights="imagenet")
+    np.testing.assert_array_equal(again.get_layer("fc").get_weights()[0],
+                                  model.get_layer("fc").get_weights()[0])
     # a new head for fine-tuning: the backbone loads, the classifier stays fresh
     tuned = kerasnets.create_model("resnet18", weights="imagenet", num_classes=10,
                                    input_shape=(64, 64, 3))
@@ -139,10 +158,17 @@ def test_missing_checkpoint_offline_is_one_clear_error(hub):
     _, checkpoint_file = hub
     checkpoint_file.unlink()
     with pytest.raises(imagenet.WeightsNotFoundError,
-                       match=r"(?s)resnet18-f37072fd\.pth.*TORCH_HOME.*download failed"):
+                       match=rf"(?s){checkpoint_file.name}.*TORCH_HOME.*download failed"):
         kerasnets.create_model("resnet18", weights="imagenet")
-    with pytest.raises(ValueError, match="No ImageNet weights for 'nin'"):
+    with pytest.raises(ValueError, match="No ImageNet weights for 'nin'.*resnet18"):
         kerasnets.create_model("nin", weights="imagenet")
+
+
+def test_damaged_checkpoint_is_refused(hub):
+    _, checkpoint_file = hub
+    checkpoint_file.write_bytes(checkpoint_file.read_bytes()[:-10])
+    with pytest.raises(ValueError, match=r"damaged or not torchvision's file.*does not start"):
+        kerasnets.create_model("resnet18", weights="imagenet")
 
 
 def test_predict_gives_torchvisions_top5(hub, tmp_path, capsys):

@@ -17,14 +17,13 @@ import sys
 import time
 from pathlib import Path
 
+from kerasnets.backends import BACKENDS
 from kerasnets.benchmarks.workloads import KERAS_APPLICATIONS
+from kerasnets.registry import model_info
 
-BACKENDS = ("tensorflow", "jax", "torch")
 FULL_MODELS = ("resnet18", "resnet50", "mobilenet_v2", "resnext50_32x4d", "densenet121",
                "mobilenet_v3_large")
 QUICK_MODELS = ("resnet18", "mobilenet_v2")
-TORCHVISION = {"resnet18", "resnet50", "mobilenet_v2", "resnext50_32x4d", "densenet121",
-               "vgg16", "mobilenet_v3_large"}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +36,7 @@ def workloads(models, backends, *, peers=True, pipelines=True, image_size=64, ba
             jobs.append(dict(kind="kerasnets", model=model, backend=backend, **common))
             if peers and model in KERAS_APPLICATIONS:
                 jobs.append(dict(kind="keras_apps", model=model, backend=backend, **common))
-        if peers and model in TORCHVISION:
+        if peers and model_info(model).torchvision is not None:
             for memory_format in ("nchw", "channels_last"):
                 jobs.append(dict(kind="torchvision", model=model, memory_format=memory_format,
                                  backend="torch", **common))

@@ -17,10 +17,10 @@ anything else is an error that names the key and both shapes.
 
 from __future__ import annotations
 
-import re
-
 import keras
 import numpy as np
+
+from kerasnets.registry import list_models, model_info
 
 # torch buffers with no Keras counterpart; they carry no information for inference.
 IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -32,115 +32,29 @@ def _to_numpy(tensor):
     return np.asarray(tensor)
 
 
-# --- layer name -> torch module path, per family --------------------------------
+# --- layer name -> torch module path (each family declares its own) -------------------
 
 
-def _dotted(name):
-    return name.replace("_", ".")
-
-
-def _sequential_paths(model):
-    """AlexNet / VGG: torch numbers every module of ``features`` and ``classifier``."""
-    paths, part, index = {}, "features", 0
-    counted = (keras.layers.Conv2D, keras.layers.BatchNormalization, keras.layers.ReLU,
-               keras.layers.MaxPooling2D, keras.layers.Dropout, keras.layers.Dense)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Flatten):
-            part, index = "classifier", 0
-        elif isinstance(layer, counted):
-            paths[layer.name] = f"{part}.{index}"
-            index += 1
-    return paths
-
-
-_CONV_NORM = {"conv": "0", "bn": "1"}  # torchvision's Conv2dNormActivation
-
-
-def _mobilenet_v2_path(name, names):
-    if name == "classifier":
-        return "classifier.1"
-    match = re.fullmatch(r"(stem|last|block(\d+))_(expand|dw|project)?_?(conv|bn)", name)
-    if not match:
-        return None
-    head, number, part, kind = match.groups()
-    if head in ("stem", "last"):
-        return f"features.{_stem_or_last_index(head, names)}.{_CONV_NORM[kind]}"
-    has_expand = f"block{number}_expand_conv" in names
-    order = (["expand"] if has_expand else []) + ["dw", "project"]
-    position = order.index(part)
-    if part == "project":  # plain conv then BN, numbered on
-        return f"features.{number}.conv.{position + (kind == 'bn')}"
-    return f"features.{number}.conv.{position}.{_CONV_NORM[kind]}"
-
-
-def _mobilenet_v3_path(name, names):
-    if name in ("classifier_fc1", "classifier_fc2"):
-        return "classifier.0" if name.endswith("1") else "classifier.3"
-    match = re.fullmatch(r"(stem|last|block(\d+))_(expand|dw|se|project)?_?(conv|bn|fc1|fc2)",
-                         name)
-    if not match:
-        return None
-    head, number, part, kind = match.groups()
-    if head in ("stem", "last"):
-        return f"features.{_stem_or_last_index(head, names)}.{_CONV_NORM[kind]}"
-    order = [p for p in ("expand", "dw", "se", "project")
-             if p in ("dw", "project") or any(n.startswith(f"block{number}_{p}_") for n in names)]
-    prefix = f"features.{number}.block.{order.index(part)}"
-    return f"{prefix}.{kind}" if part == "se" else f"{prefix}.{_CONV_NORM[kind]}"
-
-
-def _stem_or_last_index(head, names):
-    """MobileNets: the stem is ``features.0``, the last conv follows the blocks."""
-    if head == "stem":
-        return 0
-    return len({n.split("_")[0] for n in names if n.startswith("block")}) + 1
-
-
-def _names(model):
-    return {layer.name for layer in model.layers}
+def _torchvision_names(model):
+    try:
+        info = model_info(model.name)
+    except ValueError:
+        info = None
+    if info is None or info.torchvision is None:
+        have = [n for n in list_models() if model_info(n).torchvision is not None]
+        raise ValueError(f"Model {model.name!r} has no torchvision counterpart; torchvision "
+                         f"weights load into: {', '.join(have)}.")
+    return info.torchvision
 
 
 def torch_paths(model) -> dict[str, str]:
     """Keras layer name -> torchvision module path, for every layer with weights."""
-    family, names = _family(model), _names(model)
-    if family in ("alexnet", "vgg"):
-        sequential = _sequential_paths(model)
-    paths = {}
+    paths = _torchvision_names(model).paths(model)
     for layer in model.layers:
-        if not layer.weights:
-            continue
-        if family in ("resnet", "googlenet"):
-            path = _dotted(layer.name)
-        elif family == "densenet":
-            path = layer.name if layer.name == "classifier" else f"features.{_dotted(layer.name)}"
-        elif family in ("alexnet", "vgg"):
-            path = sequential.get(layer.name)
-        elif family == "mobilenet_v2":
-            path = _mobilenet_v2_path(layer.name, names)
-        else:
-            path = _mobilenet_v3_path(layer.name, names)
-        if path is None:
+        if layer.weights and paths.get(layer.name) is None:
             raise ValueError(f"No torchvision counterpart for layer {layer.name!r} of "
                              f"{model.name}.")
-        paths[layer.name] = path
     return paths
-
-
-def _family(model):
-    from kerasnets.registry import model_info  # local: registry imports the zoo
-
-    name = model.name
-    try:
-        info = model_info(name)
-    except ValueError:
-        info = None
-    if info is None or not info.torchvision:
-        raise ValueError(f"Model {name!r} has no torchvision counterpart; torchvision "
-                         f"weights load into: alexnet, vgg*, googlenet, resnet*, resnext*, "
-                         f"densenet*, mobilenet_v2, mobilenet_v3_*.")
-    if info.family == "mobilenet":
-        return "mobilenet_v3" if name.startswith("mobilenet_v3") else "mobilenet_v2"
-    return info.family
 
 
 # --- tensor conversion ------------------------------------------------------------
@@ -188,37 +102,28 @@ def _convert(layer, torch_weights):
     return arrays, order
 
 
-# torchvision's DenseNet checkpoints predate its module names ("norm.1" for "norm1");
-# torchvision renames them on load with this pattern, and so do we.
-_LEGACY_DENSENET_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-
-
 def _normalise_keys(state_dict, model):
-    keys = {}
-    for key, value in state_dict.items():
-        match = _LEGACY_DENSENET_KEY.match(key)
-        keys[match.group(1) + match.group(2) if match else key] = value
-    # Checkpoints of torchvision's GoogLeNet always carry its auxiliary heads; a
-    # model built without them (aux_logits=False, as torchvision does after loading)
-    # drops exactly those keys.
-    if _family(model) == "googlenet" and "aux1_fc2" not in _names(model):
-        keys = {k: v for k, v in keys.items() if not k.startswith(("aux1.", "aux2."))}
-    return keys
+    rename = _torchvision_names(model).rename_keys
+    return rename(state_dict, model) if rename else state_dict
 
 
-def load_torchvision_weights(model, state_dict) -> None:
+def load_torchvision_weights(model, state_dict, *, partial=False) -> list[str]:
     """Copy a torchvision ``state_dict`` into ``model`` (a kerasnets model of the same name).
 
     Raises ``ValueError`` naming the key and both shapes on any missing, extra or
     mis-shaped tensor; nothing is skipped silently except torch's
     ``num_batches_tracked`` counters (and GoogLeNet's auxiliary heads when the
     model has none, as torchvision's own loader does).
+
+    ``partial=True`` is for a model built with another head (``num_classes``) or
+    none (``include_top=False``): layers whose shapes differ keep their fresh
+    initialisation and keys no layer uses are left out. Every other layer must
+    still find its tensors. Returns the names of the layers kept fresh.
     """
     remaining = {k: _to_numpy(v) for k, v in _normalise_keys(state_dict, model).items()
                  if not k.endswith(IGNORED_SUFFIXES)}
     paths = torch_paths(model)
-    assignments = []
+    assignments, fresh = [], []
     for layer in model.layers:
         if layer.name not in paths:
             continue
@@ -231,18 +136,24 @@ def load_torchvision_weights(model, state_dict) -> None:
             raise ValueError(f"state_dict has no {prefix}.{missing.args[0]} for Keras layer "
                              f"{layer.name!r} (shapes "
                              f"{[tuple(w.shape) for w in layer.weights]}).") from None
-        for variable, array, suffix in zip(layer.weights, arrays, used):
-            if tuple(variable.shape) != tuple(array.shape):
-                raise ValueError(
-                    f"{prefix}.{suffix}: torch shape {tuple(torch_weights[suffix].shape)} "
-                    f"converts to {tuple(array.shape)}, but Keras weight {variable.path} has "
-                    f"shape {tuple(variable.shape)}.")
-            assignments.append((variable, array))
+        mismatch = next(((v, a, s) for v, a, s in zip(layer.weights, arrays, used)
+                         if tuple(v.shape) != tuple(a.shape)), None)
+        if mismatch and partial:
+            fresh.append(layer.name)
+            continue
+        if mismatch:
+            variable, array, suffix = mismatch
+            raise ValueError(
+                f"{prefix}.{suffix}: torch shape {tuple(torch_weights[suffix].shape)} "
+                f"converts to {tuple(array.shape)}, but Keras weight {variable.path} has "
+                f"shape {tuple(variable.shape)}.")
+        assignments += zip(layer.weights, arrays)
         for suffix in used:
             del remaining[f"{prefix}.{suffix}"]
-    if remaining:
+    if remaining and not partial:
         extra = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(remaining.items())[:10])
         raise ValueError(f"{len(remaining)} state_dict key(s) match no layer of "
                          f"{model.name}: {extra}.")
     for variable, array in assignments:
         variable.assign(array.astype(variable.dtype))
+    return fresh

@@ -3,13 +3,13 @@
 Both layers keep exactly the weights of the Keras layer they extend, so a
 checkpoint written with ``keras.layers.Conv2D(groups=g)`` or
 ``keras.layers.DepthwiseConv2D`` loads into them and vice versa; only the
-forward computation is routed through :mod:`kerasnets.backend_ops`.
+forward computation is routed through :mod:`kerasnets.backends.kernels`.
 """
 
 import keras
 from keras import ops
 
-from kerasnets import backend_ops
+from kerasnets.backends import kernels
 
 
 @keras.saving.register_keras_serializable(package="kerasnets")
@@ -20,7 +20,7 @@ class GroupConv2D(keras.layers.Conv2D):
     """
 
     def convolution_op(self, inputs, kernel):
-        return backend_ops.grouped_conv(
+        return kernels.grouped_conv(
             inputs, kernel,
             strides=self.strides, padding=self.padding,
             dilation_rate=self.dilation_rate, groups=self.groups,
@@ -36,7 +36,7 @@ class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
     """
 
     def call(self, inputs):
-        outputs = backend_ops.depthwise_conv(
+        outputs = kernels.depthwise_conv(
             inputs, self.kernel,
             strides=self.strides, padding=self.padding,
             dilation_rate=self.dilation_rate, data_format=self.data_format,

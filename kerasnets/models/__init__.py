@@ -1,4 +1,3 @@
-"""One module per family; importing this package registers every model."""
-
-from kerasnets.models import (  # noqa: F401
-    alexnet, densenet, googlenet, lenet, mobilenet, nin, resnet, vgg)
+"""One module per family. The registry imports every module here on its first lookup
+(files starting with ``_`` are shared helpers, not families): adding a family is
+adding a file."""

@@ -10,7 +10,8 @@ makes the classifier independent of the input size.
 import keras
 
 from kerasnets.layers import blocks as B
-from kerasnets.registry import Paper, register
+from kerasnets.models._torchvision import sequential_paths
+from kerasnets.registry import Paper, Reduced, TorchvisionNames, Weights, register
 
 ALEXNET = Paper("One weird trick for parallelizing convolutional neural networks",
                 "https://arxiv.org/abs/1404.5997")
@@ -50,4 +51,9 @@ def build_alexnet(*, input_shape, num_classes, include_top, pooling, name, dropo
 
 
 register("alexnet", build_alexnet, paper=ALEXNET, params=61_100_840, gmacs=0.714,
-         min_input_size=63, torchvision=True)
+         min_input_size=63, torchvision=TorchvisionNames(paths=sequential_paths),
+         weights=Weights("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+                         top1=56.522),
+         recipes={"d2l": dict(lr=0.01, batch_size=128, image_size=224),
+                  "modern": dict(lr=0.02)},
+         reduced=Reduced(options={"fc_units": 64}))  # the 4096-wide head is 54M weights

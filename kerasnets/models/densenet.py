@@ -7,10 +7,13 @@ halve channels (1x1 conv) and resolution (2x2 average pool). Layer names are
 torchvision's module paths without ``features.``, with ``_`` for ``.``.
 """
 
+import re
+
 import keras
 
 from kerasnets.layers import blocks as B
-from kerasnets.registry import Paper, register
+from kerasnets.models._torchvision import dotted_paths
+from kerasnets.registry import Paper, Reduced, TorchvisionNames, Weights, register
 
 DENSENET = Paper("Densely Connected Convolutional Networks", "https://arxiv.org/abs/1608.06993")
 
@@ -66,10 +69,32 @@ def _cfg(block_config):
     return dict(growth_rate=32, block_config=block_config, num_init_features=64)
 
 
-_COMMON = dict(paper=DENSENET, min_input_size=29, torchvision=True)
+# torchvision's DenseNet checkpoints predate its module names ("norm.1" for "norm1");
+# torchvision renames them on load with this pattern, and so do we.
+_LEGACY_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def _rename_legacy_keys(state_dict, model):
+    renamed = {}
+    for key, value in state_dict.items():
+        match = _LEGACY_KEY.match(key)
+        renamed[match.group(1) + match.group(2) if match else key] = value
+    return renamed
+
+
+_URL = "https://download.pytorch.org/models/"
+_COMMON = dict(
+    paper=DENSENET, min_input_size=29,
+    # torchvision: everything but the classifier sits in ``features``
+    torchvision=TorchvisionNames(
+        paths=lambda model: dotted_paths(model, prefix="features.", keep=("classifier",)),
+        rename_keys=_rename_legacy_keys),
+    recipes={"d2l": dict(lr=0.1, batch_size=256, image_size=96)},
+    reduced=Reduced(config={"block_config": (2, 2, 2, 2)}))
 register("densenet121", build_densenet, _cfg((6, 12, 24, 16)), params=7_978_856, gmacs=2.834,
-         **_COMMON)
+         weights=Weights(_URL + "densenet121-a639ec97.pth", top1=74.434), **_COMMON)
 register("densenet169", build_densenet, _cfg((6, 12, 32, 32)), params=14_149_480, gmacs=3.360,
-         **_COMMON)
+         weights=Weights(_URL + "densenet169-b2777c0a.pth", top1=75.6), **_COMMON)
 register("densenet201", build_densenet, _cfg((6, 12, 48, 32)), params=20_013_928, gmacs=4.291,
-         **_COMMON)
+         weights=Weights(_URL + "densenet201-c1103571.pth", top1=76.896), **_COMMON)

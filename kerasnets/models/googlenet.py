@@ -11,8 +11,9 @@ torchvision's weights load). Layer names are torchvision's module paths with
 import keras
 
 from kerasnets.layers import blocks as B
-from kerasnets.interop.imagenet import IMAGENET_MEAN, IMAGENET_STD
-from kerasnets.registry import Paper, register
+from kerasnets.models._torchvision import dotted_paths
+from kerasnets.registry import (IMAGENET_MEAN, IMAGENET_STD, Paper, TorchvisionNames, Weights,
+                                register)
 
 GOOGLENET = Paper("Going Deeper with Convolutions", "https://arxiv.org/abs/1409.4842")
 
@@ -103,5 +104,18 @@ def build_googlenet(*, input_shape, num_classes, include_top, pooling, name,
     return keras.Model(inputs, [outputs, *aux_outputs] if aux_outputs else outputs, name=name)
 
 
+def _drop_absent_aux_heads(state_dict, model):
+    """torchvision's GoogLeNet checkpoints always carry the auxiliary heads; a model
+    built without them (``aux_logits=False``, as torchvision does after loading) drops
+    exactly those keys."""
+    if any(layer.name.startswith("aux1_") for layer in model.layers):
+        return state_dict
+    return {k: v for k, v in state_dict.items() if not k.startswith(("aux1.", "aux2."))}
+
+
 register("googlenet", build_googlenet, paper=GOOGLENET, params=6_624_904, gmacs=1.498,
-         min_input_size=15, torchvision=True)
+         min_input_size=15,
+         torchvision=TorchvisionNames(paths=dotted_paths, rename_keys=_drop_absent_aux_heads),
+         weights=Weights("https://download.pytorch.org/models/googlenet-1378be20.pth",
+                         top1=69.778, options={"transform_input": True}),
+         recipes={"d2l": dict(lr=0.1, batch_size=128, image_size=96)})

@@ -13,10 +13,13 @@ The width multiplier is ``width_multiplier`` (``alpha`` is accepted too, the nam
 keras.applications uses). The resolution multiplier is the input size.
 """
 
+import re
+
 import keras
 
 from kerasnets.layers import blocks as B
-from kerasnets.registry import Paper, register
+from kerasnets.models._torchvision import CONV_NORM_INDEX
+from kerasnets.registry import Paper, TorchvisionNames, Weights, register
 
 MOBILENET_V1 = Paper("MobileNets: Efficient Convolutional Neural Networks for Mobile Vision "
                      "Applications", "https://arxiv.org/abs/1704.04861")
@@ -185,10 +188,70 @@ def build_mobilenet_v3(*, input_shape, num_classes, include_top, pooling, name, 
     return keras.Model(inputs, x, name=name)
 
 
-register("mobilenet_v1", build_mobilenet_v1, paper=MOBILENET_V1, params=4_231_976, gmacs=0.569)
+# --- torchvision's module paths ---------------------------------------------------
+
+
+def _stem_or_last_index(head, names):
+    """torchvision numbers ``features``: the stem is 0, the last conv follows the blocks."""
+    if head == "stem":
+        return 0
+    return len({n.split("_")[0] for n in names if n.startswith("block")}) + 1
+
+
+def _v2_path(name, names):
+    if name == "classifier":
+        return "classifier.1"
+    match = re.fullmatch(r"(stem|last|block(\d+))_(expand|dw|project)?_?(conv|bn)", name)
+    if not match:
+        return None
+    head, number, part, kind = match.groups()
+    if head in ("stem", "last"):
+        return f"features.{_stem_or_last_index(head, names)}.{CONV_NORM_INDEX[kind]}"
+    has_expand = f"block{number}_expand_conv" in names
+    order = (["expand"] if has_expand else []) + ["dw", "project"]
+    position = order.index(part)
+    if part == "project":  # a plain conv then BN in torchvision, numbered on
+        return f"features.{number}.conv.{position + (kind == 'bn')}"
+    return f"features.{number}.conv.{position}.{CONV_NORM_INDEX[kind]}"
+
+
+def _v3_path(name, names):
+    if name in ("classifier_fc1", "classifier_fc2"):
+        return "classifier.0" if name.endswith("1") else "classifier.3"
+    match = re.fullmatch(r"(stem|last|block(\d+))_(expand|dw|se|project)?_?(conv|bn|fc1|fc2)",
+                         name)
+    if not match:
+        return None
+    head, number, part, kind = match.groups()
+    if head in ("stem", "last"):
+        return f"features.{_stem_or_last_index(head, names)}.{CONV_NORM_INDEX[kind]}"
+    order = [p for p in ("expand", "dw", "se", "project")
+             if p in ("dw", "project") or any(n.startswith(f"block{number}_{p}_") for n in names)]
+    prefix = f"features.{number}.block.{order.index(part)}"
+    return f"{prefix}.{kind}" if part == "se" else f"{prefix}.{CONV_NORM_INDEX[kind]}"
+
+
+def _paths(path_of):
+    def paths(model):
+        names = {layer.name for layer in model.layers}
+        return {layer.name: path_of(layer.name, names) for layer in model.layers
+                if layer.weights}
+    return paths
+
+
+_URL = "https://download.pytorch.org/models/"
+_RECIPES = {"d2l": dict(lr=0.1, batch_size=256, image_size=96)}
+register("mobilenet_v1", build_mobilenet_v1, paper=MOBILENET_V1, params=4_231_976, gmacs=0.569,
+         recipes=_RECIPES)
 register("mobilenet_v2", build_mobilenet_v2, paper=MOBILENET_V2, params=3_504_872, gmacs=0.301,
-         torchvision=True)
+         torchvision=TorchvisionNames(paths=_paths(_v2_path)), recipes=_RECIPES,
+         weights=Weights(_URL + "mobilenet_v2-7ebf99e0.pth", top1=72.154, resize_size=232))
+_V3 = dict(paper=MOBILENET_V3, torchvision=TorchvisionNames(paths=_paths(_v3_path)),
+           recipes=_RECIPES)
 register("mobilenet_v3_large", build_mobilenet_v3, dict(settings=V3_LARGE, last_channels=1280),
-         paper=MOBILENET_V3, params=5_483_032, gmacs=0.217, torchvision=True)
+         params=5_483_032, gmacs=0.217, **_V3,
+         weights=Weights(_URL + "mobilenet_v3_large-5c1a4163.pth", top1=75.274,
+                         resize_size=232))
 register("mobilenet_v3_small", build_mobilenet_v3, dict(settings=V3_SMALL, last_channels=1024),
-         paper=MOBILENET_V3, params=2_542_856, gmacs=0.057, torchvision=True)
+         params=2_542_856, gmacs=0.057, **_V3,
+         weights=Weights(_URL + "mobilenet_v3_small-047dcff4.pth", top1=67.668))

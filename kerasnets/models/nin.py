@@ -48,4 +48,5 @@ def build_nin(*, input_shape, num_classes, include_top, pooling, name, dropout_r
     return keras.Model(inputs, x, name=name)
 
 
-register("nin", build_nin, paper=NIN, params=7_439_608, gmacs=0.966, min_input_size=67)
+register("nin", build_nin, paper=NIN, params=7_439_608, gmacs=0.966, min_input_size=67,
+         recipes={"d2l": dict(lr=0.1, batch_size=128, image_size=224)})

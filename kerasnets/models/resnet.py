@@ -14,7 +14,8 @@ keep their resolution into ``layer1``.
 import keras
 
 from kerasnets.layers import blocks as B
-from kerasnets.registry import Paper, register
+from kerasnets.models._torchvision import dotted_paths
+from kerasnets.registry import Paper, Reduced, TorchvisionNames, Weights, register
 
 RESNET = Paper("Deep Residual Learning for Image Recognition",
                "https://arxiv.org/abs/1512.03385")
@@ -123,17 +124,33 @@ def _cfg(block, layers, groups=1, width_per_group=64):
     return dict(block=block, layers=layers, groups=groups, width_per_group=width_per_group)
 
 
+_URL = "https://download.pytorch.org/models/"
+_COMMON = dict(
+    torchvision=TorchvisionNames(paths=dotted_paths),  # layer1_0_conv1 is layer1.0.conv1
+    recipes={"d2l": dict(lr=0.05, batch_size=256, image_size=96),  # the chapter's code
+             "modern": dict(model_options={"small_input": True})},
+    reduced=Reduced(config={"layers": (1, 1, 1, 1)}))  # one block per stage
+_V1 = dict(resize_size=256)  # torchvision's IMAGENET1K_V1 (ResNet-18/34) evaluation
+_V2 = dict(resize_size=232)  # IMAGENET1K_V2: the newer recipe's resize
+
 register("resnet18", build_resnet, _cfg("basic", (2, 2, 2, 2)),
-         paper=RESNET, params=11_689_512, gmacs=1.814, torchvision=True)
+         paper=RESNET, params=11_689_512, gmacs=1.814, **_COMMON,
+         weights=Weights(_URL + "resnet18-f37072fd.pth", top1=69.758, **_V1))
 register("resnet34", build_resnet, _cfg("basic", (3, 4, 6, 3)),
-         paper=RESNET, params=21_797_672, gmacs=3.664, torchvision=True)
+         paper=RESNET, params=21_797_672, gmacs=3.664, **_COMMON,
+         weights=Weights(_URL + "resnet34-b627a593.pth", top1=73.314, **_V1))
 register("resnet50", build_resnet, _cfg("bottleneck", (3, 4, 6, 3)),
-         paper=RESNET, params=25_557_032, gmacs=4.089, torchvision=True)
+         paper=RESNET, params=25_557_032, gmacs=4.089, **_COMMON,
+         weights=Weights(_URL + "resnet50-11ad3fa6.pth", top1=80.858, **_V2))
 register("resnet101", build_resnet, _cfg("bottleneck", (3, 4, 23, 3)),
-         paper=RESNET, params=44_549_160, gmacs=7.801, torchvision=True)
+         paper=RESNET, params=44_549_160, gmacs=7.801, **_COMMON,
+         weights=Weights(_URL + "resnet101-cd907fc2.pth", top1=81.886, **_V2))
 register("resnet152", build_resnet, _cfg("bottleneck", (3, 8, 36, 3)),
-         paper=RESNET, params=60_192_808, gmacs=11.514, torchvision=True)
+         paper=RESNET, params=60_192_808, gmacs=11.514, **_COMMON,
+         weights=Weights(_URL + "resnet152-f82ba261.pth", top1=82.284, **_V2))
 register("resnext50_32x4d", build_resnet, _cfg("bottleneck", (3, 4, 6, 3), 32, 4),
-         paper=RESNEXT, params=25_028_904, gmacs=4.230, torchvision=True)
+         paper=RESNEXT, params=25_028_904, gmacs=4.230, **_COMMON,
+         weights=Weights(_URL + "resnext50_32x4d-1a0047aa.pth", top1=81.198, **_V2))
 register("resnext101_32x8d", build_resnet, _cfg("bottleneck", (3, 4, 23, 3), 32, 8),
-         paper=RESNEXT, params=88_791_336, gmacs=16.414, torchvision=True)
+         paper=RESNEXT, params=88_791_336, gmacs=16.414, **_COMMON,
+         weights=Weights(_URL + "resnext101_32x8d-110c445d.pth", top1=82.834, **_V2))

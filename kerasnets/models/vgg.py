@@ -8,7 +8,8 @@ torchvision) and 2x2 max-pools; adaptive average pool to 7x7; three dense layers
 import keras
 
 from kerasnets.layers import blocks as B
-from kerasnets.registry import Paper, register
+from kerasnets.models._torchvision import sequential_paths
+from kerasnets.registry import Paper, Reduced, TorchvisionNames, Weights, register
 
 VGG = Paper("Very Deep Convolutional Networks for Large-Scale Image Recognition",
             "https://arxiv.org/abs/1409.1556")
@@ -53,12 +54,29 @@ def _cfg(depth, batch_norm=False):
     return dict(depth=depth, batch_norm=batch_norm)
 
 
-_COMMON = dict(paper=VGG, min_input_size=32, torchvision=True)
-register("vgg11", build_vgg, _cfg(11), params=132_863_336, gmacs=7.609, **_COMMON)
-register("vgg13", build_vgg, _cfg(13), params=133_047_848, gmacs=11.308, **_COMMON)
-register("vgg16", build_vgg, _cfg(16), params=138_357_544, gmacs=15.470, **_COMMON)
-register("vgg19", build_vgg, _cfg(19), params=143_667_240, gmacs=19.632, **_COMMON)
-register("vgg11_bn", build_vgg, _cfg(11, True), params=132_868_840, gmacs=7.609, **_COMMON)
-register("vgg13_bn", build_vgg, _cfg(13, True), params=133_053_736, gmacs=11.308, **_COMMON)
-register("vgg16_bn", build_vgg, _cfg(16, True), params=138_365_992, gmacs=15.470, **_COMMON)
-register("vgg19_bn", build_vgg, _cfg(19, True), params=143_678_248, gmacs=19.632, **_COMMON)
+def _weights(checkpoint, top1):
+    return Weights(f"https://download.pytorch.org/models/{checkpoint}.pth", top1=top1)
+
+
+_COMMON = dict(paper=VGG, min_input_size=32,
+               torchvision=TorchvisionNames(paths=sequential_paths),
+               recipes={"d2l": dict(lr=0.05, batch_size=128, image_size=224),
+                        "modern": dict(lr=0.02)},
+               # VGG-11's stages and a narrow dense head (the 4096-wide one is 120M+ weights)
+               reduced=Reduced(config={"depth": 11}, options={"fc_units": 64}))
+register("vgg11", build_vgg, _cfg(11), params=132_863_336, gmacs=7.609,
+         weights=_weights("vgg11-8a719046", 69.02), **_COMMON)
+register("vgg13", build_vgg, _cfg(13), params=133_047_848, gmacs=11.308,
+         weights=_weights("vgg13-19584684", 69.928), **_COMMON)
+register("vgg16", build_vgg, _cfg(16), params=138_357_544, gmacs=15.470,
+         weights=_weights("vgg16-397923af", 71.592), **_COMMON)
+register("vgg19", build_vgg, _cfg(19), params=143_667_240, gmacs=19.632,
+         weights=_weights("vgg19-dcbb9e9d", 72.376), **_COMMON)
+register("vgg11_bn", build_vgg, _cfg(11, True), params=132_868_840, gmacs=7.609,
+         weights=_weights("vgg11_bn-6002323d", 70.37), **_COMMON)
+register("vgg13_bn", build_vgg, _cfg(13, True), params=133_053_736, gmacs=11.308,
+         weights=_weights("vgg13_bn-abd245e5", 71.586), **_COMMON)
+register("vgg16_bn", build_vgg, _cfg(16, True), params=138_365_992, gmacs=15.470,
+         weights=_weights("vgg16_bn-6c64b313", 73.36), **_COMMON)
+register("vgg19_bn", build_vgg, _cfg(19, True), params=143_678_248, gmacs=19.632,
+         weights=_weights("vgg19_bn-c79401a0", 74.218), **_COMMON)

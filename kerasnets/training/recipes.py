@@ -11,48 +11,34 @@ cosine schedule with warm-up, weight decay, label smoothing, random crops and
 flips, standardised inputs, at the data set's own resolution (ResNet/ResNeXt
 with the small-input stem), never below a model's minimum input size.
 
-A recipe is a list of ``(model pattern, settings)``; every matching entry
-applies in order, so general settings come first and specific ones after.
+A recipe is settings for every model, then each model's own from its family
+module (``recipes={"d2l": {...}}`` in its ``register`` line): the registry is
+where a family keeps what the trainer needs to know about it.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import math
 
+from kerasnets.data.specs import spec_for
 from kerasnets.registry import model_info
 
-D2L = [
-    ("*", dict(optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0,
-               schedule="constant", epochs=10, normalize="unit", label_smoothing=0.0,
-               warmup_epochs=0)),
-    ("lenet5", dict(lr=0.9, batch_size=256)),
-    ("alexnet", dict(lr=0.01, batch_size=128, image_size=224)),
-    ("vgg*", dict(lr=0.05, batch_size=128, image_size=224)),
-    ("nin", dict(lr=0.1, batch_size=128, image_size=224)),
-    ("googlenet", dict(lr=0.1, batch_size=128, image_size=96)),
-    ("res*", dict(lr=0.05, batch_size=256, image_size=96)),
-    ("densenet*", dict(lr=0.1, batch_size=256, image_size=96)),
-    ("mobilenet*", dict(lr=0.1, batch_size=256, image_size=96)),
-]
-
-MODERN = [
-    ("*", dict(optimizer="sgd", momentum=0.9, nesterov=True, lr=0.1, batch_size=128,
-               weight_decay=5e-4, schedule="cosine", warmup_epochs=2, epochs=30,
-               label_smoothing=0.1, normalize="standardize", flip=True)),
-    ("lenet5", dict(lr=0.05, epochs=20, weight_decay=1e-4, label_smoothing=0.0,
-                    model_options={"activation": "relu", "pool": "max"})),
-    ("res*", dict(model_options={"small_input": True})),
-    ("alexnet", dict(lr=0.02)),
-    ("vgg*", dict(lr=0.02)),
-]
+COMMON = {
+    "d2l": dict(optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0,
+                schedule="constant", epochs=10, normalize="unit", label_smoothing=0.0,
+                warmup_epochs=0),
+    "modern": dict(optimizer="sgd", momentum=0.9, nesterov=True, lr=0.1, batch_size=128,
+                   weight_decay=5e-4, schedule="cosine", warmup_epochs=2, epochs=30,
+                   label_smoothing=0.1, normalize="standardize", flip=True),
+    "none": {},
+}
 
 RECIPES = {
-    "d2l": (D2L, "the d2l chapter's settings (the seeds): plain SGD, 10 epochs, "
-                 "per-model lr/batch/resize"),
-    "modern": (MODERN, "SGD+Nesterov, cosine with warm-up, weight decay, label smoothing, "
-                       "random crop (1/8 of the size) + flip, native resolution"),
-    "none": ([], "no recipe: the built-in defaults and your flags only"),
+    "d2l": "the d2l chapter's settings (the seeds): plain SGD, 10 epochs, "
+           "per-model lr/batch/resize",
+    "modern": "SGD+Nesterov, cosine with warm-up, weight decay, label smoothing, "
+              "random crop (1/8 of the size) + flip, native resolution",
+    "none": "no recipe: the built-in defaults and your flags only",
 }
 
 
@@ -60,18 +46,15 @@ def recipe_settings(recipe: str, model: str, dataset: str, native_size: int) -> 
     """The settings ``recipe`` gives ``model`` on ``dataset`` images of ``native_size`` pixels."""
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}.")
-    settings: dict = {}
-    for pattern, values in RECIPES[recipe][0]:
-        if fnmatch.fnmatch(model, pattern):
-            options = {**settings.get("model_options", {}), **values.get("model_options", {})}
-            settings.update(values)
-            if options:
-                settings["model_options"] = options
+    own = model_info(model).recipes.get(recipe, {})
+    settings = {**COMMON[recipe], **own}
+    if own.get("model_options"):
+        settings["model_options"] = dict(own["model_options"])
     if recipe == "modern":
         size = settings.setdefault("image_size", fitting_size(model, native_size))
         settings.setdefault("crop_padding", max(2, size // 8))  # 4 px at CIFAR's 32
-        if dataset == "mnist":
-            settings["flip"] = False  # a mirrored digit is another digit
+        if not spec_for(dataset).flip_preserves_class:
+            settings["flip"] = False  # e.g. a mirrored digit is another digit
     return settings
 
 

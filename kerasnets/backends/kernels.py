@@ -1,21 +1,17 @@
-"""The one place that holds backend-specific code.
+"""Convolutions whose fastest form differs per backend and device.
 
-Model code is written once with ``keras.layers`` and ``keras.ops``. A few
-operations are much faster when written differently per backend (grouped and
-depthwise convolutions on the CPU, see ``docs/benchmarks.md``). Those choices
-live here, behind functions whose inputs and outputs are plain Keras tensors, so
-layer weights never depend on the backend.
+``kerasnets.layers.GroupConv2D`` and ``DepthwiseConv2D`` route their forward pass
+here; their weights are exactly those of the Keras layers they extend, so a
+rewrite never changes a checkpoint. Rewrites apply on the CPU only: on a GPU,
+XLA and cuDNN have fast native grouped and depthwise kernels (see
+``docs/benchmarks.md`` for the CPU measurements).
 """
 
 from __future__ import annotations
 
-import keras
-import numpy as np
 from keras import ops
 
-
-def backend() -> str:
-    return keras.backend.backend()
+from kerasnets import backends
 
 
 def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, data_format):
@@ -25,9 +21,9 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     ``(kh, kw, in_channels // g, out_channels)``, output channels ordered group
     by group. On torch the native grouped kernel is fast. On TensorFlow and JAX
     (XLA:CPU) a grouped convolution is 50-100x slower than the same maths written
-    as one convolution per group, so there we split, convolve and concatenate.
+    as one convolution per group, so on the CPU we split, convolve and concatenate.
     """
-    if groups == 1 or backend() == "torch":
+    if groups == 1 or backends.backend() == "torch" or not backends.on_cpu():
         return ops.conv(
             inputs, kernel, strides=strides, padding=padding,
             dilation_rate=dilation_rate, data_format=data_format,
@@ -50,19 +46,13 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
     group per channel, which XLA:CPU runs 5-10x slower than TensorFlow; there it is
     written as ``kh * kw`` shifted multiply-adds, which XLA fuses into one loop.
     """
-    if backend() == "jax" and kernel.shape[-1] == 1 and _on_cpu():
+    if backends.backend() == "jax" and kernel.shape[-1] == 1 and backends.on_cpu():
         return _depthwise_shifted(inputs, kernel, strides=strides, padding=padding,
                                   dilation_rate=dilation_rate, data_format=data_format)
     return ops.depthwise_conv(
         inputs, kernel, strides=strides, padding=padding,
         dilation_rate=dilation_rate, data_format=data_format,
     )
-
-
-def _on_cpu():
-    import jax
-
-    return jax.default_backend() == "cpu"
 
 
 def _same_padding(size, k, stride, dilation):
@@ -98,54 +88,3 @@ def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_
             term = window * weights[i, j]
             out = term if out is None else out + term
     return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
-
-
-# --- Running a model outside model.fit (parity checks, benchmarks) ------------------
-
-
-class _KeepState:
-    """Restore the non-trainable variables (BN statistics, RNG) on exit: a training-mode
-    call updates them on TensorFlow and torch, but not in JAX's stateless call."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.saved = [keras.ops.convert_to_numpy(v) for v in self.model.non_trainable_variables]
-
-    def __exit__(self, *exc):
-        for variable, value in zip(self.model.non_trainable_variables, self.saved):
-            variable.assign(value)
-
-
-def forward_modes(model, x):
-    """``(inference outputs, training-mode outputs)`` of ``model`` on ``x``, as numpy,
-    leaving the model's state as it was (one compilation on JAX)."""
-    if backend() == "jax":
-        import jax
-
-        def run(trainable, non_trainable, x):
-            return tuple(model.stateless_call(trainable, non_trainable, x, training=mode)[0]
-                         for mode in (False, True))
-
-        outs = jax.jit(run)([v.value for v in model.trainable_variables],
-                            [v.value for v in model.non_trainable_variables], x)
-    else:
-        with _KeepState(model):
-            outs = (model(x, training=False), model(x, training=True))
-    return tuple(keras.tree.map_structure(keras.ops.convert_to_numpy, out) for out in outs)
-
-
-def forward(model, x):
-    """Inference outputs of ``model`` on ``x`` as numpy (jitted on JAX)."""
-    if backend() == "jax":
-        import jax
-
-        def run(trainable, non_trainable, x):
-            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
-
-        out = jax.jit(run)([v.value for v in model.trainable_variables],
-                           [v.value for v in model.non_trainable_variables], x)
-    else:
-        out = model(x, training=False)
-    return keras.tree.map_structure(keras.ops.convert_to_numpy, out)

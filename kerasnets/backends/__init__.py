@@ -1,0 +1,52 @@
+"""The one place that holds backend-specific code and patches of Keras internals.
+
+Model code is written once with ``keras.layers`` and ``keras.ops``; what must differ
+per backend (or per device) lives here, behind plain functions of Keras tensors, so
+that weights and saved models never depend on the backend:
+
+* :mod:`kerasnets.backends.kernels`: faster grouped / depthwise convolutions where a
+  backend's own kernel is slow, chosen by backend *and* device;
+* :mod:`kerasnets.backends.execution`: running a model outside ``model.fit``
+  (inference, training-mode outputs, gradients; one jitted call on JAX);
+* :mod:`kerasnets.backends.keras_patches`: every patch of Keras internals, each
+  named with the upstream issue it works around, applied only to the Keras
+  versions it was written for, and undone after use;
+* :mod:`kerasnets.backends.tf_graph`: running Keras preprocessing layers as a
+  TensorFlow graph for the input pipelines when TensorFlow is installed;
+* here: which backend and which kind of device a computation runs on.
+
+Nothing else in ``kerasnets/`` imports ``jax``, ``torch`` or ``tensorflow`` for
+computation (tf.data is used as a data library by the input pipelines).
+"""
+
+import functools
+
+import keras
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+@functools.lru_cache(maxsize=None)
+def _default_device_is_cpu(name: str) -> bool:
+    if name == "jax":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.config.list_logical_devices("GPU")
+    if name == "torch":
+        import torch
+
+        return not torch.cuda.is_available()  # Keras' torch backend uses CUDA when present
+    return True
+
+
+def on_cpu() -> bool:
+    """Whether this backend computes on the CPU (where some kernels are rewritten)."""
+    return _default_device_is_cpu(backend())

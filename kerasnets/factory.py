@@ -1,0 +1,162 @@
+"""``create_model``: a registered model, built and checked, with its weights.
+
+:func:`create_model` resolves the name in the registry, checks the input shape
+and the options (names and value types, against the family builder's
+signature), builds the model in the requested data format and loads weights:
+``"imagenet"`` (torchvision's, see :mod:`kerasnets.interop.imagenet`) or a
+``.weights.h5``/``.keras`` file (Keras' own ``model.load_weights``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import keras
+
+from kerasnets.registry import model_info
+
+
+@contextlib.contextmanager
+def data_format_scope(data_format):
+    """Build layers under ``data_format``; each layer records it in its config, and the
+    previous global setting is restored on exit."""
+    previous = keras.config.image_data_format()
+    keras.config.set_image_data_format(data_format or previous)
+    try:
+        yield
+    finally:
+        keras.config.set_image_data_format(previous)
+
+
+def _resolve_input_shape(info, input_shape, data_format):
+    if input_shape is None:
+        h, w, c = info.input_shape
+        return (h, w, c) if data_format == "channels_last" else (c, h, w)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels) "
+                         f"(or (channels, height, width) for channels_first), "
+                         f"got {input_shape}.")
+    return input_shape
+
+
+def _check_input_size(info, input_shape, data_format):
+    spatial = input_shape[:2] if data_format == "channels_last" else input_shape[1:]
+    channels = input_shape[2] if data_format == "channels_last" else input_shape[0]
+    if channels is None or channels < 1:
+        raise ValueError(f"{info.name}: input_shape {input_shape} needs a known number "
+                         f"of channels ({data_format}).")
+    for size in spatial:
+        if size is not None and size < info.min_input_size:
+            raise ValueError(
+                f"Input {input_shape} is too small for {info.name}: its layers need at "
+                f"least {info.min_input_size}x{info.min_input_size} pixels. Use a larger "
+                f"input_shape (or resize the images, e.g. train.py --image-size "
+                f"{max(info.min_input_size, info.input_shape[0])}).")
+
+
+def _value_fits(value, default) -> bool:
+    """Whether ``value`` has the type of the option's ``default`` (None: anything)."""
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            (isinstance(default, float) or isinstance(value, int))
+    return isinstance(value, type(default))
+
+
+def check_options(name, options):
+    """Raise ``ValueError`` for an option ``name``'s builder does not take, or a value
+    of the wrong type (``small_input="maybe"``, ``dropout_rate="abc"``)."""
+    info = model_info(name)
+    accepted = info.options
+    listed = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{info.name} does not take option(s) {', '.join(unknown)}. "
+                         f"Its options (with defaults): {listed}.")
+    for key, value in options.items():
+        default = accepted[key]
+        if not _value_fits(value, default):
+            raise ValueError(f"{info.name}: option {key}={value!r} should be a "
+                             f"{type(default).__name__} like its default {default!r}.")
+
+
+def build_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,
+                data_format=None, check_input_size=True, **options) -> keras.Model:
+    """Build model ``name`` with fresh weights (:func:`create_model` without ``weights``)."""
+    info = model_info(name)
+    data_format = data_format or keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(f"data_format must be 'channels_last' or 'channels_first', "
+                         f"not {data_format!r}.")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max', not {pooling!r}.")
+    num_classes = info.num_classes if num_classes is None else int(num_classes)
+    if include_top and num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+    input_shape = _resolve_input_shape(info, input_shape, data_format)
+    if check_input_size:
+        _check_input_size(info, input_shape, data_format)
+    check_options(name, options)
+    with data_format_scope(data_format):
+        return info.builder(input_shape=input_shape, num_classes=num_classes,
+                            include_top=include_top, pooling=pooling, name=name,
+                            **info.config, **options)
+
+
+def create_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,
+                 weights=None, data_format=None, **options) -> keras.Model:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`kerasnets.list_models`, e.g. ``"resnet50"``.
+        num_classes: size of the classifier; default the model's own (1000 for the
+            ImageNet models, 10 for ``lenet5``).
+        input_shape: ``(height, width, channels)`` (``(C, H, W)`` for
+            ``channels_first``); default the model's (``model_info(name).input_shape``).
+            Grayscale works: ``(28, 28, 1)``.
+        include_top: keep the classifier. Without it the model returns the last
+            feature map, or a pooled vector if ``pooling`` is ``"avg"``/``"max"``.
+        weights: ``None`` (random init), ``"imagenet"`` (torchvision's ImageNet
+            weights, converted once and cached; see :mod:`kerasnets.interop.imagenet`)
+            or a path to a ``.weights.h5`` or ``.keras`` file of the same architecture.
+        data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        **options: family options, e.g. ``dropout_rate``, ``drop_path_rate``,
+            ``zero_init_residual``, ``width_multiplier``, ``small_input``;
+            ``model_info(name).options`` lists them.
+
+    Returns:
+        A functional ``keras.Model`` that saves to ``.keras`` and loads back with
+        ``keras.saving.load_model`` (once ``kerasnets`` is imported).
+    """
+    info = model_info(name)
+    if weights == "imagenet":
+        from kerasnets.interop import imagenet
+
+        options = {**imagenet.published_weights(info).options, **options}
+    model = build_model(name, num_classes=num_classes, input_shape=input_shape,
+                        include_top=include_top, pooling=pooling, data_format=data_format,
+                        **options)
+    if weights == "imagenet":
+        imagenet.load_imagenet_weights(model, info)
+    elif weights is not None:
+        _load_weights_file(model, weights)
+    return model
+
+
+def _load_weights_file(model, path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Weights file {path!r} does not exist.")
+    if not path.endswith((".keras", ".weights.h5")):
+        raise ValueError(f"Cannot load weights from {path!r}: expected a .weights.h5 or "
+                         f".keras file.")
+    try:
+        model.load_weights(path)
+    except ValueError as error:  # Keras names the layer; we add the file and the cure
+        raise ValueError(f"{path} does not fit {model.name} as built here (same "
+                         f"options, num_classes and include_top?): {error}") from None
