@@ -19,6 +19,8 @@ from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
 from kerasnets.profiling import count_macs, count_params  # noqa: E402
 from kerasnets.registry import ModelInfo, list_models, model_info  # noqa: E402
 
+list_models()  # imports every family: registers its models and any custom layer it defines
+
 __version__ = "0.1.0"
 
 __all__ = ["ModelInfo", "count_macs", "count_params", "create_model", "list_models",
