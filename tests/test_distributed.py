@@ -193,7 +193,7 @@ def test_cluster_flags_need_distribute(tmp_path, capsys):
 
 def test_linear_lr_scaling_follows_the_recipe_batch():
     from kerasnets.training import resolve_config
-    from kerasnets.training.run import effective_lr
+    from kerasnets.training.compile import effective_lr
 
     config = resolve_config({"model": "lenet5", "recipe": "d2l", "batch_size": 1024,
                              "lr_scaling": "linear"})
@@ -201,3 +201,21 @@ def test_linear_lr_scaling_follows_the_recipe_batch():
     assert effective_lr(config) == pytest.approx(0.9 * 4)
     assert effective_lr(resolve_config({"model": "lenet5", "recipe": "d2l",
                                         "batch_size": 1024})) == pytest.approx(0.9)
+
+
+def test_keras_patches_are_scoped_and_version_checked():
+    from kerasnets.backends import keras_patches
+
+    for patch in (keras_patches.multi_worker_mirrored, keras_patches.float64):
+        assert patch.ISSUE.startswith("keras-team/keras#")
+        low, high = patch.KERAS_VERSIONS
+        with pytest.raises(keras_patches.KerasPatchError, match=f"{patch.__name__}.*{high}"):
+            keras_patches.require(patch.__name__, patch.ISSUE, patch.KERAS_VERSIONS, high)
+        keras_patches.require(patch.__name__, patch.ISSUE, patch.KERAS_VERSIONS, low)
+    from keras.src import backend as keras_backend
+
+    original, policy = keras_backend.result_type, keras.config.dtype_policy().name
+    with keras_patches.float64():
+        assert keras_backend.result_type("float64", "float32") == "float64"
+    assert keras_backend.result_type is original
+    assert (keras.config.floatx(), keras.config.dtype_policy().name) == ("float32", policy)

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -129,18 +128,3 @@ def machine_description():
     return {"platform": platform.platform(), "processor": platform.processor() or
             platform.machine(), "cpu_count": os.cpu_count(), "memory_gib": memory,
             "devices": [str(d) for d in devices], "hostname": platform.node()}
-
-
-def new_run_dir(output_dir, model, dataset, run_name=None):
-    """A fresh directory; never reuses (and so never overwrites) an existing run."""
-    output_dir = Path(output_dir)
-    base = run_name or f"{model}-{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, n = output_dir / base, 1
-    if run_name and path.exists():
-        raise FileExistsError(f"Run directory {path} already exists; pick another --run-name "
-                              f"or continue it with --resume {path}.")
-    while path.exists():
-        n += 1
-        path = output_dir / f"{base}-{n}"
-    path.mkdir(parents=True)
-    return path

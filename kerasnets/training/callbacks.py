@@ -1,9 +1,14 @@
-"""Callbacks that make a run safe to interrupt and easy to read afterwards."""
+"""Callbacks that make a run safe to interrupt and easy to read afterwards.
+
+Keras' own ``TerminateOnNaN`` and ``TensorBoard`` are used as they are; the others
+are our own, each with the reason Keras' does not do. Ours use only the public
+``keras.callbacks.Callback`` hooks.
+"""
 
 from __future__ import annotations
 
 import math
-import os
+import shutil
 import time
 from pathlib import Path
 
@@ -16,61 +21,79 @@ def _finite(value):
     return value is not None and math.isfinite(float(value))
 
 
-class EpochBackup(keras.callbacks.BackupAndRestore):
-    """Keras' ``BackupAndRestore`` with crash-safe files.
+class NaNGuard(keras.callbacks.TerminateOnNaN):
+    """Keras' ``TerminateOnNaN`` that also remembers where: ``where`` is ``(epoch, batch)``,
+    both from 1, of the first non-finite training loss (``None`` while all is well)."""
 
-    Each completed epoch writes ``epoch-N.weights.h5`` (model and optimizer)
-    atomically, then ``training_metadata.json`` naming it, then drops the older
-    file: at any moment the metadata points to a complete checkpoint. An epoch
-    that ended with a non-finite loss is not backed up, so the last good state
-    survives a NaN. The backup is removed only after a run that finished well.
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.where = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        if self.where is None and not _finite((logs or {}).get("loss", 0.0)):
+            self.where = (self.epoch + 1, batch + 1)
+        super().on_batch_end(batch, logs)
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """The last completed epoch (model and optimizer), for ``--resume``.
+
+    Not ``keras.callbacks.BackupAndRestore``: it writes in place (a crash mid-write
+    leaves no good backup) and deletes the backup in ``on_train_end``, before the
+    trainer has written ``model.keras``.
+
+    Each completed epoch writes ``epoch-N.weights.h5`` atomically, then
+    ``training_metadata.json`` naming it, then drops the older file: at any moment
+    the metadata points to a complete checkpoint. An epoch that ended with a
+    non-finite loss (``nan_guard.where`` set) is not backed up, so the last good
+    state survives a NaN. :meth:`discard` removes the backup once the run is kept.
+    The trainer passes the restored epoch to ``fit(initial_epoch=...)``.
     """
 
-    def __init__(self, backup_dir):
-        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
-        self.failed = False
+    METADATA = "training_metadata.json"
+
+    def __init__(self, backup_dir, nan_guard: NaNGuard):
+        super().__init__()
+        self.backup_dir, self.nan_guard = Path(backup_dir), nan_guard
 
     @staticmethod
     def read_metadata(backup_dir):
-        path = Path(backup_dir) / "training_metadata.json"
+        path = Path(backup_dir) / EpochBackup.METADATA
         return artifacts.read_json(path) if path.exists() else None
 
-    def _load_model(self):
+    def on_train_begin(self, logs=None):
         state = self.read_metadata(self.backup_dir)
         if state is None:
             return
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.backup_dir, state["weights"]))
-        self.model._initial_epoch = state["epoch"]
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:  # its variables must exist to load
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(str(self.backup_dir / state["weights"]))
 
     def on_epoch_end(self, epoch, logs=None):
-        if not _finite((logs or {}).get("loss")):
-            self.failed = True
+        if self.nan_guard.where or not _finite((logs or {}).get("loss")):
             return
-        self._current_epoch = epoch + 1
-        self._save_model()
-
-    def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
         previous = self.read_metadata(self.backup_dir)
-        name = f"epoch-{self._current_epoch}.weights.h5"
-        artifacts.atomic_write(os.path.join(self.backup_dir, name),
-                               lambda tmp: self.model.save_weights(tmp))
-        artifacts.write_json(os.path.join(self.backup_dir, "training_metadata.json"),
-                             {"epoch": self._current_epoch, "weights": name})
+        name = f"epoch-{epoch + 1}.weights.h5"
+        artifacts.atomic_write(self.backup_dir / name, self.model.save_weights)
+        artifacts.write_json(self.backup_dir / self.METADATA,
+                             {"epoch": epoch + 1, "weights": name})
         if previous and previous["weights"] != name:
-            old = os.path.join(self.backup_dir, previous["weights"])
-            if os.path.exists(old):
-                os.remove(old)
+            (self.backup_dir / previous["weights"]).unlink(missing_ok=True)
 
-    def on_train_end(self, logs=None):
-        if not self.failed and not getattr(self.model, "_kerasnets_nan", None):
-            super().on_train_end(logs)
+    def discard(self):
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Save the model to ``path`` (atomically) whenever ``monitor`` improves."""
+    """Save the model to ``path`` whenever ``monitor`` improves.
+
+    Not ``keras.callbacks.ModelCheckpoint(save_best_only=True)``: it does not write
+    atomically, and it would keep an improving epoch whose training loss is NaN."""
 
     def __init__(self, path, monitor="val_accuracy", best=None):
         super().__init__()
@@ -85,27 +108,12 @@ class BestCheckpoint(keras.callbacks.Callback):
             artifacts.save_model(self.model, self.path)
 
 
-class NaNGuard(keras.callbacks.Callback):
-    """Stop as soon as the training loss is not finite, and remember where."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch = 0
-        self.where = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not _finite(loss):
-            self.where = (self.epoch + 1, batch + 1)
-            self.model._kerasnets_nan = self.where
-            self.model.stop_training = True
-
-
 class HistoryRecorder(keras.callbacks.Callback):
     """``history.csv`` and ``curves.png``, rewritten (atomically) after every epoch.
+
+    Not ``keras.callbacks.CSVLogger``: it appends in place, numbers epochs from 0,
+    fixes its columns at the first epoch and records neither the learning rate nor
+    the epoch time; a resumed run must rewrite the rows of the epochs it redoes.
 
     ``rows`` holds the epochs already recorded (a resumed run starts with them).
     ``main_output``: for models with several outputs (GoogLeNet's auxiliary heads),
@@ -139,6 +147,10 @@ class HistoryRecorder(keras.callbacks.Callback):
         artifacts.write_history_csv(self.run_dir / "history.csv", self.rows)
         artifacts.plot_curves(self.run_dir / "curves.png", self.rows, self.title)
 
+    @property
+    def epochs_completed(self):
+        return self.rows[-1]["epoch"] if self.rows else 0
+
 
 class Throughput(keras.callbacks.Callback):
     """Training images per second, timing only the training steps (after warm-up)."""
@@ -164,16 +176,18 @@ class Throughput(keras.callbacks.Callback):
 
 
 class GracefulStop(keras.callbacks.Callback):
-    """Ctrl-C and SIGTERM stop training at the next batch boundary, never in the middle
-    of writing a checkpoint: the signal only raises a flag, and the first training batch end
-    after it raises ``KeyboardInterrupt`` (which the trainer turns into a saved
-    ``interrupted.keras``). A second signal interrupts at once."""
+    """Ctrl-C and SIGTERM, the one place that handles them: used as a context around a
+    whole run, a signal raises ``KeyboardInterrupt`` at once, except while training,
+    where it only raises a flag and the first training batch end after it raises
+    ``KeyboardInterrupt`` (which the trainer turns into a saved ``interrupted.keras``):
+    never in the middle of writing a checkpoint. A second signal interrupts at once."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self):
         super().__init__()
         self.requested = False
+        self.training = False
         self._previous = {}
 
     def __enter__(self):
@@ -194,12 +208,16 @@ class GracefulStop(keras.callbacks.Callback):
         self._previous = {}
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested or not self.training:
             raise KeyboardInterrupt
         self.requested = True
 
-    def _check(self, *args, **kwargs):
-        if self.requested:
-            raise KeyboardInterrupt
+    def on_train_begin(self, logs=None):
+        self.training = True
 
-    on_train_batch_end = _check  # not mid-validation or mid-backup: the epoch completes
+    def on_train_end(self, logs=None):
+        self.training = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.requested:  # not mid-validation or mid-backup: the epoch completes
+            raise KeyboardInterrupt

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 
-from kerasnets.data import CorruptDatasetError, DatasetNotFoundError
+from kerasnets.data import PIPELINES, CorruptDatasetError, DatasetNotFoundError
 from kerasnets.training.config import HOST_SETTINGS, build_parser, explicit_settings
-from kerasnets.training.run import (TrainingError, TrainingInterrupted, resolve_config,
-                                    resume_config, train)
-
-
-def _sigterm_as_interrupt(signum, frame):
-    raise KeyboardInterrupt
+from kerasnets.training.errors import TrainingError, TrainingInterrupted
+from kerasnets.training.resolve import resolve_config, resume_config
+from kerasnets.training.run import train
 
 
 def main(argv=None, prog="kerasnets-train"):
@@ -31,8 +27,7 @@ def main(argv=None, prog="kerasnets-train"):
             config, run_dir = resume_config(args.resume, explicit), args.resume
         else:
             config, run_dir = resolve_config(explicit), None
-        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-        train(config, run_dir=run_dir)
+        train(config, run_dir=run_dir)  # Ctrl-C and SIGTERM: train's GracefulStop
     except TrainingInterrupted as stop:
         print(f"\nkerasnets: {stop}", file=sys.stderr)
         return 130
@@ -67,7 +62,7 @@ def evaluate_main(argv=None, prog="kerasnets-evaluate"):
                         ".keras file)")
     parser.add_argument("--data-dir", metavar="DIR")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--pipeline", choices=["tfdata", "pydataset"], default="tfdata")
+    parser.add_argument("--pipeline", choices=list(PIPELINES), default=PIPELINES[0])
     args = parser.parse_args(argv)
 
     def run():

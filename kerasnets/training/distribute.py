@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import keras
 
+from kerasnets.backends import devices, keras_patches
 from kerasnets.training.errors import TrainingError
 
 MODES = ("none", "data")
@@ -109,10 +110,11 @@ class Distribution:
             return data
         return self.strategy.distribute_datasets_from_function(lambda context: data)
 
-    def adapt_model(self, model):
+    def keras_patches(self, model):
+        """Wrap ``model.fit``/``evaluate`` in this: the patches of Keras this engine needs."""
         if self.multi_worker_tf:
-            _patch_keras_multi_worker(model, self.strategy)
-        return model
+            return keras_patches.multi_worker_mirrored(model, self.strategy)
+        return contextlib.nullcontext()
 
 
 NONE = Distribution()
@@ -122,9 +124,7 @@ def simulate_cpu_devices(count: int, backend: str):
     """Split the CPU into ``count`` devices (to try data parallelism on one machine).
     Must run before the backend touches a device; ``backend`` is one of ``SUPPORTED``."""
     if backend == "jax":
-        from jax._src import xla_bridge
-
-        if xla_bridge.backends_are_initialized():
+        if devices.jax_started():
             raise DistributionError(
                 "--cpu-devices must be set before JAX starts; run a fresh process, or set "
                 f"XLA_FLAGS=--xla_force_host_platform_device_count={count} yourself.")
@@ -274,48 +274,3 @@ def deadline(seconds, what):
     finally:
         watchdog.kill()
         watchdog.wait()
-
-
-def _patch_keras_multi_worker(model, strategy):
-    """Two fixes for Keras' TensorFlow trainer under ``MultiWorkerMirroredStrategy``
-    (keras-team/keras#20585, still open for Keras 3.15): the symbolic build reduces a
-    per-replica batch with ``strategy.reduce`` (which fails), and the logs of scalar
-    metrics are reduced along an axis they do not have."""
-    import types
-
-    import tensorflow as tf
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    def first_replica(value):
-        if isinstance(value, tf.distribute.DistributedValues):
-            return strategy.experimental_local_results(value)[0]
-        return value
-
-    def maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, it in iterator:
-                data_batch = tree.map_structure(first_replica, next(it))
-                break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)
-
-    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
-    if getattr(tf_trainer.reduce_per_replica, "_kerasnets", False):
-        return
-    original = tf_trainer.reduce_per_replica
-
-    def reduce_per_replica(values, strategy_, reduction):
-        if reduction not in ("auto", "mean") or \
-                not tf_trainer._collective_all_reduce_multi_worker(strategy_):
-            return original(values, strategy_, reduction)
-
-        def mean(value):
-            if not isinstance(value, tf.distribute.DistributedValues):
-                return value
-            rank = strategy_.experimental_local_results(value)[0].shape.rank
-            return strategy_.reduce("MEAN", value, axis=0 if rank else None)
-        return tree.map_structure(mean, values)
-
-    reduce_per_replica._kerasnets = True
-    tf_trainer.reduce_per_replica = reduce_per_replica

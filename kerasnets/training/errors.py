@@ -7,3 +7,7 @@ class TrainingError(Exception):
 
 class TrainingInterrupted(TrainingError):
     """Ctrl-C / SIGTERM: the run directory holds what was trained."""
+
+
+class SettingError(TrainingError, ValueError):
+    """A setting has a value it cannot take (from the command line, config.json or Python)."""

@@ -16,7 +16,8 @@ import numpy as np
 import kerasnets  # noqa: F401  (registers the custom layers .keras files may use)
 from kerasnets.data import Preprocessing, Preprocessor, load_dataset, make_pipeline
 from kerasnets.training import artifacts
-from kerasnets.training.run import TrainingError
+from kerasnets.training.compile import compile_classifier, main_results
+from kerasnets.training.errors import TrainingError
 
 CHECKPOINTS = {"final": "model.keras", "best": "best.keras", "interrupted": "interrupted.keras"}
 
@@ -71,8 +72,9 @@ def evaluate(path, *, checkpoint="final", split="test", dataset=None, data_dir=N
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     if x is None:
         raise TrainingError(f"No {split!r} split: the run had no --val-fraction.")
-    if model.output_shape[-1] != data.num_classes:
-        raise TrainingError(f"The model predicts {model.output_shape[-1]} classes, "
+    classes = model.outputs[0].shape[-1]  # the main output (GoogLeNet has auxiliary ones)
+    if classes != data.num_classes:
+        raise TrainingError(f"The model predicts {classes} classes, "
                             f"{data.name} has {data.num_classes}.")
     preprocessing = _preprocessing(model, run)
     outputs = len(model.outputs)
@@ -80,34 +82,29 @@ def evaluate(path, *, checkpoint="final", split="test", dataset=None, data_dir=N
                          preprocessor=Preprocessor(preprocessing, size), training=False,
                          label_copies=outputs,
                          data_format="channels_first" if channels_first else "channels_last")
-    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
-               keras.metrics.TopKCategoricalAccuracy(k=5, name="top5")]
-    loss = keras.losses.CategoricalCrossentropy(from_logits=True)
-    model.compile(loss=[loss] * outputs if outputs > 1 else loss,
-                  metrics=[metrics] + [[]] * (outputs - 1) if outputs > 1 else metrics)
-    results = model.evaluate(pipe, verbose=0, return_dict=True)
-    prefix = "" if outputs == 1 else f"{model.output_names[0]}_"
-    return {"split": split, "examples": int(len(x)), "loss": float(results["loss"]),
-            "accuracy": float(results[prefix + "accuracy"]),
-            "top5": float(results[prefix + "top5"]), "backend": keras.backend.backend(),
-            "trained_with": run["backend"] if run else None}
+    results = compile_classifier(model).evaluate(pipe, verbose=0, return_dict=True)
+    return {"split": split, "examples": int(len(x)), **main_results(model, results),
+            "backend": keras.backend.backend(), "trained_with": run["backend"] if run else None}
 
 
 def load_images(paths, size, channels):
-    """Image files as a uint8 NHWC batch, in the model's size and channels."""
-    from PIL import Image, UnidentifiedImageError
+    """Image files as a uint8 NHWC batch, in the model's size and channels (converted
+    with PIL to gray or RGB, resized bilinearly)."""
+    from PIL import UnidentifiedImageError
 
     images = []
     for path in paths:
         try:
-            with Image.open(path) as image:
-                image = image.convert("L" if channels == 1 else "RGB")
-                image = image.resize((size[1], size[0]), Image.BILINEAR)
-                images.append(np.asarray(image).reshape(size[0], size[1], channels))
+            image = keras.utils.load_img(path, color_mode="grayscale" if channels == 1
+                                         else "rgb", target_size=tuple(size),
+                                         interpolation="bilinear")
         except FileNotFoundError:
             raise TrainingError(f"No image file {path}.") from None
         except UnidentifiedImageError:
             raise TrainingError(f"{path} is not an image PIL can read.") from None
+        if image.mode != "L" and channels == 1:  # load_img keeps 16/32-bit gray as it is
+            image = image.convert("L")
+        images.append(np.asarray(image, np.uint8).reshape(size[0], size[1], channels))
     return np.stack(images)
 
 

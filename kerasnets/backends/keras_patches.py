@@ -1,0 +1,136 @@
+"""Every patch of Keras internals, in one place.
+
+Each patch works around one upstream Keras issue (its ``ISSUE``), is written for
+a range of Keras versions (its ``KERAS_VERSIONS``: from, inclusive, to, exclusive),
+both given to :func:`keras_patch`, and is a context manager that undoes itself on
+exit. On a Keras version outside the range a patch raises :class:`KerasPatchError`
+instead of patching code it was not written for: check whether the issue is fixed
+there (then drop the patch) or whether the patched function is unchanged (then
+widen the range).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+
+import keras
+
+
+class KerasPatchError(RuntimeError):
+    """A patch of Keras internals was asked for on a Keras version it does not know."""
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def require(patch: str, issue: str, versions: tuple[str, str], current: str | None = None):
+    """Raise :class:`KerasPatchError` unless Keras (``current``) is in ``versions``."""
+    current = current or keras.__version__
+    low, high = versions
+    if not _version(low) <= _version(current) < _version(high):
+        raise KerasPatchError(
+            f"kerasnets' patch {patch!r} (for {issue}) is written for Keras >={low},<{high}, "
+            f"not {current}. See whether {issue} is fixed in Keras {current} (then remove "
+            f"the patch from kerasnets/backends/keras_patches.py) or install "
+            f"keras>={low},<{high}.")
+
+
+def keras_patch(issue: str, keras_versions: tuple[str, str]):
+    """Make a generator a context manager patching Keras for ``issue``, checked against
+    ``keras_versions`` each time it is entered."""
+    def decorate(generator):
+        manager = contextlib.contextmanager(generator)
+
+        @functools.wraps(generator)
+        def patched(*args, **kwargs):
+            require(generator.__name__, issue, keras_versions)
+            return manager(*args, **kwargs)
+        patched.ISSUE, patched.KERAS_VERSIONS = issue, keras_versions
+        return patched
+    return decorate
+
+
+@keras_patch("keras-team/keras#20585", keras_versions=("3.15", "3.16"))
+def multi_worker_mirrored(model, strategy):
+    """Keras' TensorFlow trainer under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585, open for Keras 3.15), for ``model.fit``/``evaluate``
+    calls inside this context:
+
+    * the symbolic build reduces a per-replica batch with ``strategy.reduce`` and
+      fails: ``model._maybe_symbolic_build`` builds from the first replica's batch;
+    * scalar metrics in the logs are reduced along an axis they do not have:
+      ``trainer.reduce_per_replica`` means them over replicas instead.
+    """
+    import types
+
+    import tensorflow as tf
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def first_replica(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(first_replica, next(it))
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    original = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy_, reduction):
+        if reduction not in ("auto", "mean") or \
+                not tf_trainer._collective_all_reduce_multi_worker(strategy_):
+            return original(values, strategy_, reduction)
+
+        def mean(value):
+            if not isinstance(value, tf.distribute.DistributedValues):
+                return value
+            rank = strategy_.experimental_local_results(value)[0].shape.rank
+            return strategy_.reduce("MEAN", value, axis=0 if rank else None)
+        return tree.map_structure(mean, values)
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    try:
+        yield
+    finally:
+        tf_trainer.reduce_per_replica = original
+        del model._maybe_symbolic_build  # the class' own method again
+
+
+@keras_patch("keras-team/keras#23704", keras_versions=("3.15", "3.16"))
+def float64():
+    """Build and run in float64 (with ``JAX_ENABLE_X64=1`` on JAX).
+
+    Keras' ``result_type("float64", "float32")`` is float32 on JAX and torch
+    (keras-team/keras#23704, Keras 3.15), so ``BatchNormalization`` quietly computes
+    in float32 there; within this context float64 wins, as it does on TensorFlow.
+    Also sets floatx and the dtype policy to float64, and restores all three.
+    """
+    from keras.src import backend as keras_backend
+
+    original = keras_backend.result_type
+
+    def result_type(*dtypes):
+        named = [keras_backend.standardize_dtype(d) for d in dtypes
+                 if d is not None and not isinstance(d, (bool, int, float))]
+        return "float64" if "float64" in named else original(*dtypes)
+
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras_backend.result_type = result_type
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras_backend.result_type = original
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)

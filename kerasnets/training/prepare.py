@@ -1,0 +1,70 @@
+"""Everything that can be wrong with a run's settings or data, found before the first
+step, and what the run feeds its model: the data, its ``Preprocessing``, the input shape."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from kerasnets.data import Preprocessing, channel_statistics, load_dataset
+from kerasnets.factory import check_options
+from kerasnets.registry import model_info
+from kerasnets.training.config import TrainConfig
+from kerasnets.training.errors import TrainingError
+
+
+@dataclass
+class Prepared:
+    config: TrainConfig
+    data: object
+    preprocessing: Preprocessing
+    input_shape: tuple
+
+
+def check_combinations(c: TrainConfig):
+    """Settings that are valid one by one (``TrainConfig`` checks those) but not together."""
+    problems = []
+    if c.use_multiprocessing and c.pipeline != "pydataset":
+        problems.append("--use-multiprocessing needs --pipeline pydataset")
+    if c.dataset == "folder" and not c.data_dir:
+        problems.append("--dataset folder needs --data-dir DIR (one sub-folder per class)")
+    try:  # the check create_model makes, made before the data are loaded
+        check_options(c.model, c.model_options)
+    except ValueError as error:
+        problems.append(str(error).rstrip("."))
+    if problems:
+        raise TrainingError("Cannot train: " + "; ".join(problems) + ".")
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    """Check the settings and load the data: every error before any training."""
+    check_combinations(config)
+    info = model_info(config.model)
+    size = config.image_size
+    if size is not None and size < info.min_input_size:
+        raise TrainingError(
+            f"--image-size {size} is too small for {config.model}: it needs at least "
+            f"{info.min_input_size}x{info.min_input_size}. Use --image-size "
+            f"{max(info.min_input_size, 32)} or more.")
+    data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
+                        val_fraction=config.val_fraction, seed=config.seed, image_size=size)
+    height, width, channels = data.input_shape
+    if min(height, width) < info.min_input_size:
+        raise TrainingError(
+            f"{config.dataset} images are {height}x{width}, too small for {config.model} "
+            f"(needs {info.min_input_size}x{info.min_input_size}): add --image-size "
+            f"{32 * math.ceil(info.min_input_size / 32)}.")
+    channels = 3 if config.to_rgb else channels
+    statistics = {}
+    if config.normalize == "standardize":
+        mean, std = channel_statistics(data.x_train, channels)
+        statistics = dict(mean=mean, std=std)
+    try:
+        preprocessing = Preprocessing(channels=channels, **statistics,
+                                      **config.preprocessing_settings())
+    except ValueError as error:
+        raise TrainingError(f"Cannot train: {error}") from None
+    shape = (height, width, channels)
+    if config.data_format == "channels_first":
+        shape = (channels, height, width)
+    return Prepared(config, data, preprocessing, shape)
