@@ -26,12 +26,7 @@ from kerasnets.training.compile import (build_and_compile, dtype_policy, effecti
 from kerasnets.training.config import TrainConfig
 from kerasnets.training.errors import TrainingError, TrainingInterrupted
 from kerasnets.training.prepare import Prepared, prepare
-from kerasnets.training.resolve import resolve_config, resume_config
 from kerasnets.training.rundir import RunDir, run_directory
-
-__all__ = ["TrainingError", "TrainingInterrupted", "build_and_compile", "effective_lr",
-           "prepare", "resolve_config", "resume_config", "train"]
-
 
 @dataclass
 class Fit:
@@ -119,12 +114,12 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     best_so_far = max((r["val_accuracy"] for r in run.history if "val_accuracy" in r),
                       default=None)
     nan_guard, throughput = NaNGuard(), Throughput(c.batch_size * c.steps_per_execution)
-    best = BestCheckpoint(run.path / "best.keras", monitor="val_" + metric_key(model, "accuracy"),
-                          best=best_so_far)
+    best = BestCheckpoint(run.path / "best.keras", best=best_so_far,
+                          monitor="val_" + metric_key(model, "accuracy"))
     backup = EpochBackup(run.backup, nan_guard)
-    recorder = HistoryRecorder(run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})",
-                               run.history, main_output=model.output_names[0]
-                               if len(model.outputs) > 1 else None)
+    recorder = HistoryRecorder(
+        run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})", run.history,
+        main_output=model.output_names[0] if len(model.outputs) > 1 else None)
     callbacks = [stop, nan_guard, throughput, recorder, best, backup,
                  *(_tensorboard(run.path) if dist.is_chief else []), *extra_callbacks]
     verbose = c.verbose if c.verbose == "auto" else int(c.verbose)
@@ -147,16 +142,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     finally:
         stop.on_train_end()  # also after an exception: a signal now interrupts at once
 
-    metrics = {"status": "finished", "epochs_completed": recorder.epochs_completed
-               or run.initial_epoch,
-               "backend": keras.backend.backend(), "model": c.model, "dataset": c.dataset,
-               "trainable_params": kerasnets.count_params(model),
-               "train_images_per_second": throughput.images_per_second,
-               "wall_seconds": _wall_seconds(run, fit.started),
-               "best_val_accuracy": best.best if math.isfinite(best.best) else None,
-               "best_epoch": best.best_epoch or run.previous.get("best_epoch"),
-               "validation_split": "val" if data.x_val is not None else "test",
-               "replicas": dist.replicas, "processes": dist.num_processes}
+    metrics = _metrics(fit, run, model, recorder, best, throughput)
     if nan_guard.where:
         epoch, batch = nan_guard.where
         metrics["status"] = f"failed: loss became NaN at epoch {epoch}, batch {batch}"
@@ -177,6 +163,21 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
         print(f"kerasnets: test accuracy {test['accuracy']:.4f} (top-5 {test['top5']:.4f}), "
               f"saved in {run.path}", flush=True)
     return {**metrics, "run_dir": str(run.kept)}
+
+
+def _metrics(fit: Fit, run: RunDir, model, recorder, best, throughput) -> dict:
+    """``metrics.json`` of a run that trained to its end (the test results come after)."""
+    c, dist = fit.config, fit.dist
+    return {"status": "finished",
+            "epochs_completed": recorder.epochs_completed or run.initial_epoch,
+            "backend": keras.backend.backend(), "model": c.model, "dataset": c.dataset,
+            "trainable_params": kerasnets.count_params(model),
+            "train_images_per_second": throughput.images_per_second,
+            "wall_seconds": _wall_seconds(run, fit.started),
+            "best_val_accuracy": best.best if math.isfinite(best.best) else None,
+            "best_epoch": best.best_epoch or run.previous.get("best_epoch"),
+            "validation_split": "val" if fit.prepared.data.x_val is not None else "test",
+            "replicas": dist.replicas, "processes": dist.num_processes}
 
 
 def _announce(fit: Fit, run: RunDir):
