@@ -52,3 +52,26 @@ def test_ceil_mode_padding_gives_torchs_output_size(size, k, s, p):
         out -= 1
     extra = _ceil_mode_extra(size, k, s, p)
     assert (size + 2 * p + extra - k) // s + 1 == out
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu):
+    """CPU rewrites (per-group split on TF/JAX, shifted multiply-adds for JAX's depthwise)
+    run only on the CPU; on a (faked) GPU the native grouped/depthwise op runs. Both give
+    the Keras layers' results."""
+    from keras import ops
+
+    from kerasnets.backends import devices, kernels
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    convs = []
+    real_conv = ops.conv
+    monkeypatch.setattr(kernels.ops, "conv", lambda *a, **k: convs.append(a[1].shape)
+                        or real_conv(*a, **k))
+    x = np.random.rand(2, 9, 9, 8).astype("float32")
+    ours, reference = GroupConv2D(12, 3, groups=4), keras.layers.Conv2D(12, 3, groups=4)
+    ours.build(x.shape), reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
+    split = cpu and keras.backend.backend() != "torch"
+    assert len(convs) == (4 if split else 1)  # one convolution per group, or one in all

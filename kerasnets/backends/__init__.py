@@ -13,40 +13,11 @@ that weights and saved models never depend on the backend:
   versions it was written for, and undone after use;
 * :mod:`kerasnets.backends.tf_graph`: running Keras preprocessing layers as a
   TensorFlow graph for the input pipelines when TensorFlow is installed;
-* here: which backend and which kind of device a computation runs on.
+* :mod:`kerasnets.backends.devices`: which backend, and which kind of device, a
+  computation runs on.
 
 Nothing else in ``kerasnets/`` imports ``jax``, ``torch`` or ``tensorflow`` for
 computation (tf.data is used as a data library by the input pipelines).
 """
 
-import functools
-
-import keras
-
 BACKENDS = ("tensorflow", "jax", "torch")
-
-
-def backend() -> str:
-    return keras.backend.backend()
-
-
-@functools.lru_cache(maxsize=None)
-def _default_device_is_cpu(name: str) -> bool:
-    if name == "jax":
-        import jax
-
-        return jax.default_backend() == "cpu"
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        return not tf.config.list_logical_devices("GPU")
-    if name == "torch":
-        import torch
-
-        return not torch.cuda.is_available()  # Keras' torch backend uses CUDA when present
-    return True
-
-
-def on_cpu() -> bool:
-    """Whether this backend computes on the CPU (where some kernels are rewritten)."""
-    return _default_device_is_cpu(backend())

@@ -1,6 +1,36 @@
-"""What the backend runs on."""
+"""Which backend, and which kind of device, a computation runs on."""
 
 from __future__ import annotations
+
+import functools
+
+import keras
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+@functools.lru_cache(maxsize=None)
+def _default_device_is_cpu(name: str) -> bool:
+    if name == "jax":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.config.list_logical_devices("GPU")
+    if name == "torch":
+        import torch
+
+        return not torch.cuda.is_available()  # Keras' torch backend uses CUDA when present
+    return True
+
+
+def on_cpu() -> bool:
+    """Whether this backend computes on the CPU (where some kernels are rewritten)."""
+    return _default_device_is_cpu(backend())
 
 
 def jax_started() -> bool:

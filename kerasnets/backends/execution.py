@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kerasnets.backends import backend
+from kerasnets.backends.devices import backend
 
 
 def _to_numpy(tree):

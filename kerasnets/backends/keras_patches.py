@@ -106,13 +106,14 @@ def multi_worker_mirrored(model, strategy):
         del model._maybe_symbolic_build  # the class' own method again
 
 
-@keras_patch("keras-team/keras#23704", keras_versions=("3.15", "3.16"))
+@keras_patch("keras-team/keras#18482", keras_versions=("3.15", "3.16"))
 def float64():
     """Build and run in float64 (with ``JAX_ENABLE_X64=1`` on JAX).
 
-    Keras' ``result_type("float64", "float32")`` is float32 on JAX and torch
-    (keras-team/keras#23704, Keras 3.15), so ``BatchNormalization`` quietly computes
-    in float32 there; within this context float64 wins, as it does on TensorFlow.
+    Keras' ``result_type("float64", "float32")`` is float32 on JAX and torch in Keras
+    3.15: since keras-team/keras#18482 it follows JAX's type promotion (no upstream
+    issue tracks the float64 case; none was found), so ``BatchNormalization`` quietly
+    computes in float32 there; within this context float64 wins, as it does on TensorFlow.
     Also sets floatx and the dtype policy to float64, and restores all three.
     """
     from keras.src import backend as keras_backend

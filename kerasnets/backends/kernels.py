@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from kerasnets import backends
+from kerasnets.backends import devices
 
 
 def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, data_format):
@@ -23,7 +23,7 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     (XLA:CPU) a grouped convolution is 50-100x slower than the same maths written
     as one convolution per group, so on the CPU we split, convolve and concatenate.
     """
-    if groups == 1 or backends.backend() == "torch" or not backends.on_cpu():
+    if groups == 1 or devices.backend() == "torch" or not devices.on_cpu():
         return ops.conv(
             inputs, kernel, strides=strides, padding=padding,
             dilation_rate=dilation_rate, data_format=data_format,
@@ -46,7 +46,7 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
     group per channel, which XLA:CPU runs 5-10x slower than TensorFlow; there it is
     written as ``kh * kw`` shifted multiply-adds, which XLA fuses into one loop.
     """
-    if backends.backend() == "jax" and kernel.shape[-1] == 1 and backends.on_cpu():
+    if devices.backend() == "jax" and kernel.shape[-1] == 1 and devices.on_cpu():
         return _depthwise_shifted(inputs, kernel, strides=strides, padding=padding,
                                   dilation_rate=dilation_rate, data_format=data_format)
     return ops.depthwise_conv(

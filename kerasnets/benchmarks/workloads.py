@@ -157,7 +157,7 @@ def _fashion_mnist():
 def _pipeline_parts(spec, data):
     """The trainer's own preprocessing for ``spec['model']`` with its default recipe."""
     from kerasnets.training import resolve_config
-    from kerasnets.training.run import prepare
+    from kerasnets.training.prepare import prepare
 
     config = resolve_config({"model": spec["model"], "batch_size": spec["batch_size"],
                              "download": False, "pipeline": spec.get("pipeline", "tfdata")})
@@ -206,7 +206,7 @@ def run_fit_pipeline(spec):
 
     from kerasnets.data import Preprocessor, make_pipeline
     from kerasnets.data.pipelines import steps_per_epoch
-    from kerasnets.training.run import build_and_compile
+    from kerasnets.training.compile import build_and_compile
 
     config, prepared = _pipeline_parts(spec, None)
     data = prepared.data

@@ -100,7 +100,8 @@ def predict_main(argv=None, prog="kerasnets-predict"):
                                  f"(or pass a run directory or .keras file).")
             from kerasnets.interop.imagenet import predict_imagenet
 
-            results = predict_imagenet(args.model, args.images, top=args.top_k)
+            model = kerasnets.create_model(args.model, weights="imagenet")
+            results = predict_imagenet(model, args.images, top=args.top_k)
         else:
             results = predict_files(args.model, args.images, checkpoint=args.checkpoint,
                                     top_k=args.top_k)

@@ -33,7 +33,7 @@ class TrainConfig:
     # what to train
     model: str = option("lenet5", "a name from kerasnets.list_models()", DATA, flag=False)
     dataset: str = option(
-        "fashion_mnist", "data set: " + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()),
+        "fashion_mnist", "data set: " + "; ".join(f"{k}: {v.description}" for k, v in DATASETS.items()),
         DATA, choices=tuple(DATASETS))
     data_dir: str | None = option(
         None, "where the data set's files are; searched first (then $KERASNETS_DATA, "
