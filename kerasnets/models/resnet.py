@@ -1,7 +1,9 @@
 """ResNet (v1.5) and ResNeXt, as torchvision defines them.
 
 He et al., "Deep Residual Learning for Image Recognition" (2015) and Xie et al.,
-"Aggregated Residual Transformations for Deep Neural Networks" (2016). "v1.5"
+"Aggregated Residual Transformations for Deep Neural Networks" (2016); the Wide
+ResNets are torchvision's ``wide_resnet*_2`` (Zagoruyko & Komodakis, "Wide Residual
+Networks", 2016: bottlenecks twice as wide, the outer 1x1 convolutions unchanged). "v1.5"
 puts the stride of a bottleneck's downsampling on its 3x3 convolution, as
 torchvision does. Layer names follow torchvision's module paths with ``_`` for
 ``.`` (``layer1_0_conv1`` is ``layer1.0.conv1``).
@@ -21,6 +23,7 @@ RESNET = Paper("Deep Residual Learning for Image Recognition",
                "https://arxiv.org/abs/1512.03385")
 RESNEXT = Paper("Aggregated Residual Transformations for Deep Neural Networks",
                 "https://arxiv.org/abs/1611.05431")
+WIDE_RESNET = Paper("Wide Residual Networks", "https://arxiv.org/abs/1605.07146")
 
 
 def _shortcut(x, filters, stride, *, name):
@@ -154,3 +157,9 @@ register("resnext50_32x4d", build_resnet, _cfg("bottleneck", (3, 4, 6, 3), 32, 4
 register("resnext101_32x8d", build_resnet, _cfg("bottleneck", (3, 4, 23, 3), 32, 8),
          paper=RESNEXT, params=88_791_336, gmacs=16.414, **_COMMON,
          weights=Weights(_URL + "resnext101_32x8d-110c445d.pth", top1=82.834, **_V2))
+register("wide_resnet50_2", build_resnet, _cfg("bottleneck", (3, 4, 6, 3), 1, 128),
+         paper=WIDE_RESNET, params=68_883_240, gmacs=11.398, **_COMMON,
+         weights=Weights(_URL + "wide_resnet50_2-9ba9bcbe.pth", top1=81.602, **_V2))
+register("wide_resnet101_2", build_resnet, _cfg("bottleneck", (3, 4, 23, 3), 1, 128),
+         paper=WIDE_RESNET, params=126_886_696, gmacs=22.753, **_COMMON,
+         weights=Weights(_URL + "wide_resnet101_2-d733dc28.pth", top1=82.51, **_V2))
