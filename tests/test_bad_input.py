@@ -195,7 +195,7 @@ def test_decompression_bomb_with_a_lowered_limit(tmp_path, monkeypatch):
     with pytest.raises(CorruptDatasetError, match="MAX_IMAGE_PIXELS") as err:
         load_dataset("folder", data_dir=root)
     assert str(root / "dog" / "big.png") in str(err.value)
-    with pytest.raises(TrainingError, match="too large") as err:
+    with pytest.raises(CorruptDatasetError, match="too large") as err:
         load_images([root / "dog" / "big.png"], (8, 8), 3)
     assert str(root / "dog" / "big.png") in str(err.value)
 
@@ -210,6 +210,8 @@ def test_predict_on_a_truncated_jpeg_or_a_directory(capsys, tmp_path):
     folder = write_images(tmp_path / "photos", 1)
     line = one_line_error(capsys, predict_main([str(model), str(folder)]))
     assert str(folder) in line and "is a directory" in line
+    line = one_line_error(capsys, predict_main([str(model), str(tmp_path / "gone.png")]))
+    assert f"No image file {tmp_path / 'gone.png'}" in line
 
 
 # --------------------------------------------------------------------------- Lambda

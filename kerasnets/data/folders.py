@@ -23,7 +23,7 @@ from kerasnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from kerasnets.data.splits import carve_val, stratified_split, take
 
 __all__ = ["DEFAULT_TEST_FRACTION", "IMAGE_EXTENSIONS", "bad_images_error",
-           "common_image_size", "image_sizes", "load_folder", "read_images",
+           "common_image_size", "image_sizes", "load_folder", "open_image", "read_images",
            "scan_image_folder"]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -222,25 +222,45 @@ def _one_size(sizes: dict) -> tuple[int, int]:
     return height, width
 
 
-def _decode(paths: list[Path], height: int, width: int, bad: dict) -> np.ndarray:
-    """Decode ``paths`` to ``(N, height, width, 3)`` uint8; failures go into ``bad``."""
+def open_image(path, color_mode: str = "rgb", target_size=None):
+    """One image file, decoded (``keras.utils.load_img``: PIL, bilinear resize to
+    ``target_size`` = ``(height, width)`` if given), or one clear error naming it.
+
+    Raises:
+        DatasetNotFoundError: no such file.
+        CorruptDatasetError: a directory, not an image, truncated or damaged, or over
+            PIL's decompression-bomb limit (the message says which, and what to do).
+    """
     from keras.utils import load_img  # lazy: keras loads its backend
 
+    path = Path(path)
+    if path.is_dir():
+        raise CorruptDatasetError(f"{path} is a directory, not an image file: pass the "
+                                  f"image files (e.g. {path / '*.jpg'})")
+    if not path.exists():
+        raise DatasetNotFoundError(f"No image file {path}")
+    try:
+        img = load_img(path, color_mode=color_mode, target_size=target_size,
+                       interpolation="bilinear")
+        img.load()  # an RGB file is decoded lazily: make a truncated one fail here
+    except _bomb_error() as exc:
+        raise CorruptDatasetError(f"{path}: too large: {_pixel_limit_text(exc)}") from None
+    except _DECODE_ERRORS as exc:
+        raise CorruptDatasetError(f"{path}: cannot be decoded ({exc}): not an image, or "
+                                  f"damaged or truncated") from None
+    return img
+
+
+def _decode(paths: list[Path], height: int, width: int, bad: dict) -> np.ndarray:
+    """Decode ``paths`` to ``(N, height, width, 3)`` uint8; failures go into ``bad``."""
     out = np.empty((len(paths), height, width, 3), np.uint8)
     for i, path in enumerate(paths):
         if path in bad:
             continue
         try:
-            img = load_img(path, color_mode="rgb", target_size=(height, width),
-                           interpolation="bilinear")
-            img.load()  # an RGB file is decoded lazily: make a truncated one fail here
-        except _bomb_error() as exc:
-            bad[path] = f"too large: {_pixel_limit_text(exc)}"
-            continue
-        except _DECODE_ERRORS as exc:
-            bad[path] = f"cannot be decoded ({exc})"
-            continue
-        out[i] = np.asarray(img)
+            out[i] = np.asarray(open_image(path, "rgb", (height, width)))
+        except CorruptDatasetError as exc:
+            bad[path] = str(exc).removeprefix(f"{path}: ")
     return out
 
 

@@ -151,29 +151,11 @@ def evaluate(path, *, checkpoint="final", split="test", dataset=None, data_dir=N
 def load_images(paths, size, channels):
     """Image files as a uint8 NHWC batch, in the model's size and channels (converted
     with PIL to gray or RGB, resized bilinearly)."""
-    from PIL import Image, UnidentifiedImageError
+    from kerasnets.data.folders import open_image
 
     images = []
     for path in paths:
-        if Path(path).is_dir():
-            raise TrainingError(f"{path} is a directory, not an image file: pass the image "
-                                f"files (e.g. {Path(path) / '*.jpg'}).")
-        try:
-            image = keras.utils.load_img(path, color_mode="grayscale" if channels == 1
-                                         else "rgb", target_size=tuple(size),
-                                         interpolation="bilinear")
-            image.load()  # decode now: a truncated file fails here, named
-        except FileNotFoundError:
-            raise TrainingError(f"No image file {path}.") from None
-        except UnidentifiedImageError:
-            raise TrainingError(f"{path} is not an image PIL can read.") from None
-        except Image.DecompressionBombError as error:
-            raise TrainingError(f"{path} is too large: {str(error).rstrip('.')} (PIL "
-                                f"refuses more than twice PIL.Image.MAX_IMAGE_PIXELS): "
-                                f"shrink the image.") from None
-        except (OSError, SyntaxError, ValueError) as error:  # truncated, damaged
-            raise TrainingError(f"{path} cannot be decoded as an image ({error}): is it "
-                                f"truncated or damaged?") from None
+        image = open_image(path, "grayscale" if channels == 1 else "rgb", tuple(size))
         if image.mode != "L" and channels == 1:  # load_img keeps 16/32-bit gray as it is
             image = image.convert("L")
         images.append(np.asarray(image, np.uint8).reshape(size[0], size[1], channels))
