@@ -191,7 +191,8 @@ def bad_images_error(bad: dict) -> CorruptDatasetError:
     shown = "; ".join(items[:10])
     more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
     count = f"{len(items)} image files are" if len(items) > 1 else "1 image file is"
-    return CorruptDatasetError(f"{count} unusable (fix or remove them): {shown}{more}")
+    them = "them" if len(items) > 1 else "it"
+    return CorruptDatasetError(f"{count} unusable (fix or remove {them}): {shown}{more}")
 
 
 def common_image_size(paths: list[Path]) -> tuple[int, int]:
