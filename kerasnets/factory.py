@@ -68,9 +68,47 @@ def _value_fits(value, default) -> bool:
     return isinstance(value, type(default))
 
 
+def _fraction(value):
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def _positive(value):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"must be a number > 0, not a {type(value).__name__}"
+    return None if value > 0 else "must be > 0"
+
+
+def _count(value):
+    return None if value >= 1 else "must be an integer >= 1"
+
+
+def _one_of(*choices):
+    def check(value):
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+    return check
+
+
+# What a value must be besides its type, by option name (the families share the names).
+# The builders check these too, but only while building, after a trainer has written
+# its run folder; here they are checked before anything is built or written.
+OPTION_RULES = {
+    "dropout_rate": _fraction,
+    "drop_path_rate": _fraction,
+    "width_multiplier": _positive,
+    "alpha": _positive,  # default None: the type check lets anything through
+    "fc_units": _count,
+    "bn_size": _count,
+    "pool": _one_of("avg", "max"),
+    "shortcut": _one_of("A", "B"),
+    "activation": _one_of("relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",
+                          "silu", "gelu"),
+}
+
+
 def check_options(name, options):
-    """Raise ``ValueError`` for an option ``name``'s builder does not take, or a value
-    of the wrong type (``small_input="maybe"``, ``dropout_rate="abc"``)."""
+    """Raise ``ValueError`` for an option ``name``'s builder does not take, a value of
+    the wrong type (``small_input="maybe"``, ``dropout_rate="abc"``) or out of its range
+    (``dropout_rate=2``, ``pool="median"``: :data:`OPTION_RULES`)."""
     info = model_info(name)
     accepted = info.options
     listed = ", ".join(f"{k}={v!r}" for k, v in accepted.items()) or "none"
@@ -83,6 +121,10 @@ def check_options(name, options):
         if not _value_fits(value, default):
             raise ValueError(f"{info.name}: option {key}={value!r} should be a "
                              f"{type(default).__name__} like its default {default!r}.")
+        rule = OPTION_RULES.get(key)
+        problem = rule(value) if rule and value is not None else None
+        if problem:
+            raise ValueError(f"{info.name}: option {key}={value!r} {problem}.")
 
 
 def build_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,

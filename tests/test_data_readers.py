@@ -192,17 +192,17 @@ def test_corrupt_idx_raises_naming_the_file(tmp_path, damage):
 # --------------------------------------------------------------------------- locating
 
 def test_not_found_lists_every_place_looked(tmp_path, monkeypatch):
-    arg_dir, env_dir, keras_home, system = (tmp_path / n for n in ("arg", "env", "kh", "sys"))
-    for d in (arg_dir, env_dir, keras_home):
+    env_dir, keras_home, system = (tmp_path / n for n in ("env", "kh", "sys"))
+    for d in (env_dir, keras_home):
         d.mkdir()
     monkeypatch.setenv("KERASNETS_DATA", str(env_dir))
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
     set_system_dirs(monkeypatch, "fashion_mnist", system)
     with pytest.raises(DatasetNotFoundError) as err:
-        load_dataset("fashion_mnist", data_dir=arg_dir, download=False)
+        load_dataset("fashion_mnist", download=False)
     message = str(err.value)
     assert isinstance(err.value, FileNotFoundError)
-    for place in (arg_dir, env_dir, keras_home / "datasets", system):
+    for place in (env_dir, keras_home / "datasets", system):
         assert str(place) in message
     assert "fashion-mnist/" in message and "download=False" in message
     assert "sudo apt-get install dataset-fashion-mnist" in message
@@ -212,7 +212,7 @@ def test_not_found_lists_every_place_looked(tmp_path, monkeypatch):
 
 def test_not_found_cifar_says_how_to_get_it(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
-        load_dataset("cifar10", data_dir=tmp_path, download=False)
+        load_dataset("cifar10", download=False)
     message = str(err.value)
     assert "cifar-10-python.tar.gz" in message and "--data-dir DIR" in message
     assert "https://www.cs.toronto.edu/~kriz/cifar.html" in message
@@ -221,7 +221,7 @@ def test_not_found_cifar_says_how_to_get_it(tmp_path):
 
 def test_failed_download_is_reported(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
-        load_dataset("cifar100", data_dir=tmp_path, download=True)
+        load_dataset("cifar100", download=True)
     assert "download: failed: ConnectionError: tests never download" in str(err.value)
 
 

@@ -91,7 +91,9 @@ def load_dataset(name: str = "fashion_mnist", *, data_dir=None, val_fraction: fl
 
     Args:
         name: one of :data:`DATASETS` (``-`` is accepted for ``_``).
-        data_dir: directory to look in first; required for ``folder``.
+        data_dir: the directory (or archive) holding the files; when given it is the
+            only place looked (a missing or incomplete one raises
+            ``DatasetNotFoundError`` naming what is missing); required for ``folder``.
         val_fraction: fraction of the training set carved off, stratified and
             seeded, as the validation split. For a ``folder`` without split
             sub-folders it is instead the held-out *test* fraction (0 means 0.2).
@@ -150,6 +152,9 @@ def _load_files(spec: DatasetSpec, data_dir, download: bool):
         ``({"train": (x, y), "test": (x, y)}, class_names, source path)``.
     """
     found, looked = locate.locate(spec, data_dir)
+    if found is None and data_dir:  # an explicit folder is the only place looked
+        notes = [line[len("note: "):] for line in looked if line.startswith("note: ")]
+        raise locate.explicit_dir_error(spec, data_dir, notes)
     if found is None:
         if not download:
             raise locate.not_found_error(spec, looked, "disabled (download=False)")

@@ -22,8 +22,9 @@ import numpy as np
 from kerasnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from kerasnets.data.splits import carve_val, stratified_split, take
 
-__all__ = ["DEFAULT_TEST_FRACTION", "IMAGE_EXTENSIONS", "common_image_size", "load_folder",
-           "read_images", "scan_image_folder"]
+__all__ = ["DEFAULT_TEST_FRACTION", "IMAGE_EXTENSIONS", "bad_images_error",
+           "common_image_size", "image_sizes", "load_folder", "open_image", "read_images",
+           "scan_image_folder"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
@@ -56,8 +57,9 @@ def _class_dirs(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_dir() and _visible(p.name))
 
 
-def _scan_split(directory: Path, class_names: list[str]):
-    """List ``(paths, labels)`` of one split whose sub-folders are among ``class_names``."""
+def _scan_split(directory: Path, class_names: list[str], empty: list[Path]):
+    """List ``(paths, labels)`` of one split whose sub-folders are among ``class_names``;
+    class folders without an image are appended to ``empty``."""
     paths, labels = [], []
     for class_dir in _class_dirs(directory):
         if class_dir.name not in class_names:
@@ -65,6 +67,8 @@ def _scan_split(directory: Path, class_names: list[str]):
                 f"{class_dir}: class '{class_dir.name}' is not among the training classes "
                 f"{class_names}")
         images = _class_images(class_dir)
+        if not images:
+            empty.append(class_dir)
         paths += images
         labels += [class_names.index(class_dir.name)] * len(images)
     return paths, np.asarray(labels, np.int32)
@@ -110,13 +114,27 @@ def scan_image_folder(root: Path):
         raise DatasetNotFoundError(
             f"{pool}: no class sub-folders; expected one sub-folder per class, e.g. "
             f"{pool}/cat/*.jpg and {pool}/dog/*.jpg")
-    splits = {s: _scan_split(d, class_names) for s, d in split_dirs.items()} or {
-        "all": _scan_split(root, class_names)}
+    empty = []
+    splits = {s: _scan_split(d, class_names, empty) for s, d in split_dirs.items()} or {
+        "all": _scan_split(root, class_names, empty)}
+    looked_for = (f"looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files are "
+                  f"skipped")
     if not any(len(paths) for paths, _ in splits.values()):
         raise DatasetNotFoundError(
-            f"{root}: no images found in the class sub-folders {class_names} "
-            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files are skipped)")
+            f"{root}: no images found in the class sub-folders {class_names} ({looked_for})")
+    if empty:  # a class without images is a mistake, never a class to learn
+        raise CorruptDatasetError(
+            f"{_listed([str(d) for d in empty], 'class folder')} "
+            f"{'has' if len(empty) == 1 else 'have'} no images ({looked_for}): add images "
+            f"or remove the folder{'' if len(empty) == 1 else 's'}")
     return class_names, splits
+
+
+def _listed(items: list[str], noun: str, limit: int = 10) -> str:
+    """``noun`` + the first ``limit`` items + how many more, on one line."""
+    shown = ", ".join(items[:limit])
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{noun}{'s' if len(items) > 1 else ''} {shown}{more}"
 
 
 def _split_paths(splits: dict, val_fraction: float, seed: int) -> dict:
@@ -132,25 +150,119 @@ def _split_paths(splits: dict, val_fraction: float, seed: int) -> dict:
     return carve_val(splits, val_fraction, seed)
 
 
-def common_image_size(paths: list[Path]) -> tuple[int, int]:
-    """The single (height, width) shared by all images, read from headers only."""
+def _bomb_error():
+    from PIL import Image
+
+    return Image.DecompressionBombError
+
+
+def _pixel_limit_text(exc) -> str:
+    """PIL's message (it names the image's pixels and the limit), and what to do."""
+    return (f"{str(exc).rstrip('.')} (PIL refuses more than twice "
+            f"PIL.Image.MAX_IMAGE_PIXELS): shrink the image, or raise "
+            f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
+
+
+def image_sizes(paths: list[Path]) -> tuple[dict, dict]:
+    """Read every file's header (nothing is decoded), one pass over all of them.
+
+    Returns:
+        ``({path: (height, width)}, {path: what is wrong})``: every unreadable file and
+        every decompression bomb, not only the first.
+    """
     # PIL directly, not keras.utils.load_img: only the header is read, nothing decoded.
     from PIL import Image
 
-    sizes = {}
+    sizes, bad = {}, {}
     for path in paths:
         try:
             with Image.open(path) as img:
-                sizes.setdefault(img.size, path)
+                sizes[path] = (img.size[1], img.size[0])
+        except _bomb_error() as exc:  # not an OSError
+            bad[path] = f"too large: {_pixel_limit_text(exc)}"
         except _DECODE_ERRORS as exc:
-            raise CorruptDatasetError(f"{path}: cannot be read as an image ({exc})") from exc
-    if len(sizes) > 1:
-        examples = "; ".join(f"{p} is {h}x{w}" for (w, h), p in list(sizes.items())[:3])
+            bad[path] = f"cannot be read as an image ({exc})"
+    return sizes, bad
+
+
+def bad_images_error(bad: dict) -> CorruptDatasetError:
+    """One line naming every bad image (the first 10, then how many more)."""
+    items = [f"{path}: {why}" for path, why in sorted(bad.items(), key=lambda i: str(i[0]))]
+    shown = "; ".join(items[:10])
+    more = f"; and {len(items) - 10} more" if len(items) > 10 else ""
+    count = f"{len(items)} image files are" if len(items) > 1 else "1 image file is"
+    them = "them" if len(items) > 1 else "it"
+    return CorruptDatasetError(f"{count} unusable (fix or remove {them}): {shown}{more}")
+
+
+def common_image_size(paths: list[Path]) -> tuple[int, int]:
+    """The single (height, width) shared by all images, read from headers only.
+
+    Raises:
+        CorruptDatasetError: naming every file whose header cannot be read.
+        ValueError: the sizes differ.
+    """
+    sizes, bad = image_sizes(paths)
+    if bad:
+        raise bad_images_error(bad)
+    return _one_size(sizes)
+
+
+def _one_size(sizes: dict) -> tuple[int, int]:
+    distinct = {}
+    for path, size in sizes.items():
+        distinct.setdefault(size, path)
+    if not distinct:
+        raise ValueError("no readable image to take the size from")
+    if len(distinct) > 1:
+        examples = "; ".join(f"{p} is {h}x{w}" for (h, w), p in list(distinct.items())[:3])
         raise ValueError(
-            f"the images have {len(sizes)} different sizes (height x width: {examples}); "
-            f"pass image_size=(height, width) (--image-size) to resize them all")
-    (width, height), = sizes
+            f"the images have {len(distinct)} different sizes (height x width: {examples}); "
+            f"pass image_size=(height, width) (--image-size PX) to resize them all")
+    (height, width), = distinct
     return height, width
+
+
+def open_image(path, color_mode: str = "rgb", target_size=None):
+    """One image file, decoded (``keras.utils.load_img``: PIL, bilinear resize to
+    ``target_size`` = ``(height, width)`` if given), or one clear error naming it.
+
+    Raises:
+        DatasetNotFoundError: no such file.
+        CorruptDatasetError: a directory, not an image, truncated or damaged, or over
+            PIL's decompression-bomb limit (the message says which, and what to do).
+    """
+    from keras.utils import load_img  # lazy: keras loads its backend
+
+    path = Path(path)
+    if path.is_dir():
+        raise CorruptDatasetError(f"{path} is a directory, not an image file: pass the "
+                                  f"image files (e.g. {path / '*.jpg'})")
+    if not path.exists():
+        raise DatasetNotFoundError(f"No image file {path}")
+    try:
+        img = load_img(path, color_mode=color_mode, target_size=target_size,
+                       interpolation="bilinear")
+        img.load()  # an RGB file is decoded lazily: make a truncated one fail here
+    except _bomb_error() as exc:
+        raise CorruptDatasetError(f"{path}: too large: {_pixel_limit_text(exc)}") from None
+    except _DECODE_ERRORS as exc:
+        raise CorruptDatasetError(f"{path}: cannot be decoded ({exc}): not an image, or "
+                                  f"damaged or truncated") from None
+    return img
+
+
+def _decode(paths: list[Path], height: int, width: int, bad: dict) -> np.ndarray:
+    """Decode ``paths`` to ``(N, height, width, 3)`` uint8; failures go into ``bad``."""
+    out = np.empty((len(paths), height, width, 3), np.uint8)
+    for i, path in enumerate(paths):
+        if path in bad:
+            continue
+        try:
+            out[i] = np.asarray(open_image(path, "rgb", (height, width)))
+        except CorruptDatasetError as exc:
+            bad[path] = str(exc).removeprefix(f"{path}: ")
+    return out
 
 
 def read_images(paths: list[Path], image_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -162,21 +274,14 @@ def read_images(paths: list[Path], image_size: tuple[int, int] | None = None) ->
             keeps the size, which must then be the same for all images.
 
     Raises:
-        CorruptDatasetError: a file cannot be decoded.
+        CorruptDatasetError: files cannot be decoded (all of them are named).
         ValueError: sizes differ and ``image_size`` is None.
     """
-    from keras.utils import load_img  # lazy: keras loads its backend
-
     height, width = image_size or (common_image_size(paths) if paths else (1, 1))
-    out = np.empty((len(paths), height, width, 3), np.uint8)
-    for i, path in enumerate(paths):
-        try:
-            img = load_img(path, color_mode="rgb", target_size=(height, width),
-                           interpolation="bilinear")
-            img.load()  # an RGB file is decoded lazily: make a truncated one fail here
-        except _DECODE_ERRORS as exc:
-            raise CorruptDatasetError(f"{path}: cannot be decoded ({exc})") from exc
-        out[i] = np.asarray(img)
+    bad = {}
+    out = _decode(paths, height, width, bad)
+    if bad:
+        raise bad_images_error(bad)
     return out
 
 
@@ -191,8 +296,23 @@ def load_folder(data_dir, val_fraction: float, seed: int, image_size):
                          "with one sub-folder of images per class")
     class_names, scanned = scan_image_folder(data_dir)
     splits = _split_paths(scanned, val_fraction, seed)
-    # One size for every split, so a model fits them all.
+    # Every file's header first (cheap), then every file decoded: each bad file is
+    # found and all of them are named in one error, not one per run.
     all_paths = [p for paths, _ in splits.values() for p in paths]
-    size = image_size or common_image_size(all_paths)
-    decoded = {s: (read_images(paths, size), labels) for s, (paths, labels) in splits.items()}
+    sizes, bad = image_sizes(all_paths)
+    if image_size is None:
+        try:  # one size for every split, so a model fits them all
+            image_size = _one_size(sizes)
+        except ValueError:
+            if not bad:
+                raise
+            # The unusable files first (they may be the odd sizes out); decoding the
+            # others at any one size finds the truncated ones, to name them all at once.
+            if sizes:
+                _decode(all_paths, *next(iter(sizes.values())), bad)
+            raise bad_images_error(bad) from None
+    decoded = {s: (_decode(paths, *image_size, bad), labels)
+               for s, (paths, labels) in splits.items()}
+    if bad:
+        raise bad_images_error(bad)
     return decoded, class_names, str(Path(data_dir))

@@ -1,8 +1,10 @@
 """Where a data set's files are looked for, the error when they are nowhere, and download.
 
-Search order: the ``data_dir`` argument, ``$KERASNETS_DATA`` (``os.pathsep``-separated),
-the Keras cache (``$KERAS_HOME/datasets`` or ``~/.keras/datasets``), then the spec's
-system directories (where distributions install data sets). What a folder must hold is
+Search order: ``$KERASNETS_DATA`` (``os.pathsep``-separated), the Keras cache
+(``$KERAS_HOME/datasets`` or ``~/.keras/datasets``), then the spec's system directories
+(where distributions install data sets). An explicit ``data_dir`` (``--data-dir``) is
+the only place looked: a missing or incomplete one is an error naming what is missing,
+never a silent fall-back to another copy (:func:`explicit_dir_error`). What a folder must hold is
 the business of the spec's file format (its ``find_in``); this module only walks the
 places. Keras is imported only inside :func:`download`, as a last resort.
 """
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from kerasnets.data.errors import DatasetNotFoundError
 
-__all__ = ["download", "keras_cache_dir", "locate", "not_found_error"]
+__all__ = ["download", "explicit_dir_error", "keras_cache_dir", "locate", "not_found_error"]
 
 
 def keras_cache_dir() -> Path:
@@ -24,8 +26,11 @@ def keras_cache_dir() -> Path:
 
 
 def _search_bases(spec, data_dir) -> list[tuple[str, Path | None]]:
-    """The base directories in search order, as ``(label, path or None if unset)``."""
-    bases = [("data_dir argument", Path(data_dir).expanduser() if data_dir else None)]
+    """The base directories in search order, as ``(label, path or None if unset)``;
+    only ``data_dir`` when it is given."""
+    if data_dir:
+        return [("data_dir argument", Path(data_dir).expanduser())]
+    bases = [("data_dir argument", None)]
     env = os.environ.get("KERASNETS_DATA")
     env_dirs = [Path(p).expanduser() for p in env.split(os.pathsep) if p] if env else []
     bases += [("$KERASNETS_DATA", p) for p in env_dirs] or [("$KERASNETS_DATA", None)]
@@ -64,6 +69,27 @@ def locate(spec, data_dir=None) -> tuple[Path | None, list[str]]:
             return found, looked
         looked.append(f"{label}: {base}  (and {spec.format.looked_in(spec)}){_state(base)}")
     return None, looked + [f"note: {n}" for n in notes]
+
+
+def explicit_dir_error(spec, data_dir, notes: list[str]) -> DatasetNotFoundError:
+    """One line: the explicit ``data_dir`` does not hold ``spec``'s files, and why."""
+    base = Path(data_dir).expanduser()
+    if not base.exists():
+        why = "it does not exist"
+    elif not base.is_dir():
+        why = "it is a file, not a folder or archive of the data set"
+    elif notes:
+        why = "; ".join(notes)
+    else:
+        wanted = spec.format.looked_in(spec)
+        why = f"it holds neither the data set's files nor {wanted}" if wanted else \
+            "it holds none of the data set's files"
+    how = "; ".join(spec.how_to_get)
+    return DatasetNotFoundError(
+        f"Could not find the {spec.name} data set. Looked in: --data-dir {base} only (given "
+        f"explicitly, it is the only place looked): {why}. Fix it, or leave --data-dir out "
+        f"to search $KERASNETS_DATA, the Keras cache and the system data sets. To get it: "
+        f"{how}")
 
 
 def not_found_error(spec, looked: list[str], download_note: str) -> DatasetNotFoundError:

@@ -36,8 +36,9 @@ class TrainConfig:
         "fashion_mnist", "data set: " + "; ".join(f"{k}: {v.description}" for k, v in DATASETS.items()),
         DATA, choices=tuple(DATASETS))
     data_dir: str | None = option(
-        None, "where the data set's files are; searched first (then $KERASNETS_DATA, "
-        "~/.keras/datasets, /usr/share/datasets). Required for --dataset folder", DATA,
+        None, "where the data set's files are, the only place looked when given (a missing "
+        "or incomplete DIR is an error); without it: $KERASNETS_DATA, ~/.keras/datasets, "
+        "/usr/share/datasets. Required for --dataset folder", DATA,
         metavar="DIR", default_text="search the usual places")
     download: bool = option(True, "download the data set through Keras when it is found "
                             "nowhere (needs internet)", DATA)
@@ -49,7 +50,9 @@ class TrainConfig:
         default_text="the model's own, or the recipe's")
     # data
     image_size: int | None = option(
-        None, "resize images to PX x PX (d2l: 224 for AlexNet/VGG/NiN, 96 for the others)",
+        None, "resize images to PX x PX (d2l: 224 for AlexNet/VGG/NiN, 96 for the others). "
+        "A folder data set has no size of its own: PX, else the recipe's size (modern: 224; "
+        "d2l: the model's), else the images' own, which must then be the same for all",
         DATA, limit=positive, metavar="PX", default_text="the data set's own size")
     to_rgb: bool = option(False, "repeat grayscale to three channels (the model then "
                           "takes RGB)", DATA)

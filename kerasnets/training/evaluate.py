@@ -37,9 +37,70 @@ def load_trained(path, checkpoint="final"):
         model_path, config_path = path, path.parent / "config.json"
     else:
         raise TrainingError(f"{path} is neither a run directory nor a .keras file.")
-    model = keras.saving.load_model(model_path, compile=False)
+    model = _load_model(model_path)
     run = artifacts.read_json(config_path) if config_path.exists() else None
     return model, run
+
+
+def _load_model(path: Path):
+    """``keras.saving.load_model`` (safe mode), its failures as one line that says why."""
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001  (Keras raises TypeError, ValueError, ...)
+        lambdas = _lambda_functions(path)
+        if lambdas:
+            raise TrainingError(_lambda_message(path, lambdas)) from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise TrainingError(f"Cannot load {path} as a Keras model ({type(error).__name__}: "
+                            f"{first[:300]}). Is it a .keras file saved by model.save, "
+                            f"complete and with every custom layer importable?") from None
+
+
+def _lambda_functions(path: Path) -> list[tuple[str, str | None]]:
+    """``(layer name, function name or None for a Python lambda)`` of every Lambda
+    layer in the ``.keras`` file's config (nested models included); [] if unreadable."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda" and isinstance(node.get("config"), dict):
+                function = node["config"].get("function")
+                name = function.get("config") if isinstance(function, dict) and \
+                    function.get("class_name") != "__lambda__" else None
+                found.append((node["config"].get("name", "?"), name if isinstance(name, str)
+                              else None))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(config)
+    return found
+
+
+def _lambda_message(path, lambdas) -> str:
+    layer, function = lambdas[0]
+    more = f" (and {len(lambdas) - 1} more Lambda layers)" if len(lambdas) > 1 else ""
+    if function is None:
+        return (f"Cannot load {path}: its Lambda layer '{layer}'{more} holds Python "
+                f"bytecode, which Keras runs only when loading with safe_mode=False. Only "
+                f"for a file you trust: keras.saving.load_model(path, safe_mode=False); "
+                f"otherwise rebuild the model without Lambda layers (kerasnets models have "
+                f"none).")
+    return (f"Cannot load {path}: its Lambda layer '{layer}'{more} calls the Python function "
+            f"'{function}', whose code is not in the file. Only for a file you trust: import "
+            f"the module defining {function}, registered with "
+            f"@keras.saving.register_keras_serializable(), and load with "
+            f"keras.saving.load_model(path, safe_mode=False); otherwise rebuild the model "
+            f"without Lambda layers (kerasnets models have none).")
 
 
 def _model_image_shape(model):
@@ -90,18 +151,11 @@ def evaluate(path, *, checkpoint="final", split="test", dataset=None, data_dir=N
 def load_images(paths, size, channels):
     """Image files as a uint8 NHWC batch, in the model's size and channels (converted
     with PIL to gray or RGB, resized bilinearly)."""
-    from PIL import UnidentifiedImageError
+    from kerasnets.data.folders import open_image
 
     images = []
     for path in paths:
-        try:
-            image = keras.utils.load_img(path, color_mode="grayscale" if channels == 1
-                                         else "rgb", target_size=tuple(size),
-                                         interpolation="bilinear")
-        except FileNotFoundError:
-            raise TrainingError(f"No image file {path}.") from None
-        except UnidentifiedImageError:
-            raise TrainingError(f"{path} is not an image PIL can read.") from None
+        image = open_image(path, "grayscale" if channels == 1 else "rgb", tuple(size))
         if image.mode != "L" and channels == 1:  # load_img keeps 16/32-bit gray as it is
             image = image.convert("L")
         images.append(np.asarray(image, np.uint8).reshape(size[0], size[1], channels))

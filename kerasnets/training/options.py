@@ -123,7 +123,23 @@ def shown_default(field: dataclasses.Field) -> str:
 
 
 def help_text(field: dataclasses.Field) -> str:
-    return f"{field.metadata['option'].help} (default: {shown_default(field)})"
+    """The help, with the default only when there is one (a value, or a default_text)."""
+    spec = field.metadata["option"]
+    if (field.default is None or field.default is dataclasses.MISSING) and \
+            not spec.default_text:
+        return spec.help
+    return f"{spec.help} (default: {shown_default(field)})"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``ArgumentDefaultsHelpFormatter`` that shows a default only when there is one:
+    never "(default: None)" (nor for a flag that is off or an empty list)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, [], argparse.SUPPRESS) or \
+                "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_flags(parser: argparse.ArgumentParser, config_class, groups: dict | None = None):
