@@ -75,3 +75,71 @@ def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu):
     np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
     split = cpu and keras.backend.backend() != "torch"
     assert len(convs) == (4 if split else 1)  # one convolution per group, or one in all
+
+
+CONVS = [(2, 3, 1, "same"), (3, 3, 1, "same"), (4, 3, 2, "same"), (5, 3, 2, "valid"),
+         (8, 1, 1, "valid"), (8, 1, 2, "valid"), (9, 3, 1, "same")]
+POOLS = [(9, 3, 2, "valid"), (8, 2, 2, "valid"), (7, 3, 2, "same"), (4, 1, 2, "valid")]
+
+
+def _outputs_and_gradients(layer, x):
+    from tests.helpers import gradients
+
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, keras.layers.Flatten()(layer(inputs)))
+    return to_numpy(model(x)), gradients(model, x)
+
+
+@pytest.mark.parametrize("size,k,stride,padding", CONVS)
+def test_conv_rewrites_equal_keras_conv(size, k, stride, padding):
+    """kerasnets' Conv2D (1x1 and tiny outputs as matmuls on JAX's CPU) gives Keras'
+    Conv2D outputs and kernel gradients."""
+    from kerasnets.layers import Conv2D
+
+    x = np.random.rand(2, size, size, 6).astype("float32")
+    ours = Conv2D(5, k, strides=stride, padding=padding)
+    reference = keras.layers.Conv2D(5, k, strides=stride, padding=padding)
+    ours.build(x.shape), reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    (y, g), (y_ref, g_ref) = _outputs_and_gradients(ours, x), _outputs_and_gradients(reference, x)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size,k,stride,padding", POOLS)
+def test_max_pool_rewrite_equals_keras_max_pool(size, k, stride, padding):
+    """kerasnets' MaxPooling2D (strided slices on JAX's CPU) gives Keras' outputs and input
+    gradients (checked through a convolution in front of it)."""
+    from kerasnets.layers import MaxPooling2D
+
+    x = np.random.rand(2, size, size, 3).astype("float32")
+    results = []
+    for pool in (MaxPooling2D(k, stride, padding=padding),
+                 keras.layers.MaxPooling2D(k, stride, padding=padding)):
+        conv = keras.layers.Conv2D(4, 1, kernel_initializer="ones")
+        results.append(_outputs_and_gradients(lambda t: pool(conv(t)), x))
+    (y, g), (y_ref, g_ref) = results
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+def test_jax_cpu_matmul_forms_run_on_the_cpu_only(monkeypatch, cpu):
+    """On JAX's CPU a 1x1 convolution and a 3x3 one with a 2x2 output are matmuls; on a
+    (faked) GPU, and on the other backends, they are the native convolution."""
+    from keras import ops
+
+    from kerasnets.backends import devices, kernels
+    from kerasnets.layers import Conv2D
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    calls = []
+    real_conv = ops.conv
+    monkeypatch.setattr(kernels.ops, "conv", lambda *a, **k: calls.append(1)
+                        or real_conv(*a, **k))
+    for k, size in [(1, 8), (3, 2)]:
+        Conv2D(4, k, padding="same")(np.random.rand(1, size, size, 3).astype("float32"))
+    rewritten = cpu and keras.backend.backend() == "jax"
+    assert len(calls) == (0 if rewritten else 2)

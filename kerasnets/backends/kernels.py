@@ -1,10 +1,22 @@
-"""Convolutions whose fastest form differs per backend and device.
+"""Convolutions and pooling whose fastest form differs per backend and device.
 
-``kerasnets.layers.GroupConv2D`` and ``DepthwiseConv2D`` route their forward pass
-here; their weights are exactly those of the Keras layers they extend, so a
-rewrite never changes a checkpoint. Rewrites apply on the CPU only: on a GPU,
-XLA and cuDNN have fast native grouped and depthwise kernels (see
-``docs/benchmarks.md`` for the CPU measurements).
+``kerasnets.layers.Conv2D``, ``GroupConv2D``, ``DepthwiseConv2D`` and
+``MaxPooling2D`` route their forward pass here; their weights are exactly those
+of the Keras layers they extend, so a rewrite never changes a checkpoint.
+Rewrites apply on the CPU only: on a GPU, XLA and cuDNN have fast native
+kernels (see ``docs/benchmarks.md`` for the CPU measurements).
+
+What runs where (CPU only; everything else is the Keras op):
+
+=========================  ==========  ===========================================
+op                         backend     CPU form
+=========================  ==========  ===========================================
+grouped convolution        TF, JAX     one convolution per group, concatenated
+depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
+1x1 convolution            JAX         one matmul (2-3x faster than ``lax.conv``)
+kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
+max-pooling                JAX         maximum of ``kh * kw`` strided slices
+=========================  ==========  ===========================================
 """
 
 from __future__ import annotations
@@ -12,6 +24,96 @@ from __future__ import annotations
 from keras import ops
 
 from kerasnets.backends import devices
+
+
+# XLA:CPU's convolution is slow on tiny feature maps (a 3x3 512->512 convolution on
+# 2x2 maps: 1.6 s forward+backward at batch 32, 40 ms as im2col + matmul); from 4x4 on
+# the two are even (measured with /tmp micro-benchmarks, see docs/benchmarks.md).
+IM2COL_MAX_OUTPUT_PIXELS = 9
+
+
+def _jax_cpu() -> bool:
+    return devices.backend() == "jax" and devices.on_cpu()
+
+
+def _pair(value):
+    return (value,) * 2 if isinstance(value, int) else tuple(value)
+
+
+def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
+    """2-D convolution with a ``Conv2D`` kernel ``(kh, kw, in, out)``.
+
+    On JAX on the CPU, a 1x1 convolution is one matmul and a convolution whose output
+    has at most ``IM2COL_MAX_OUTPUT_PIXELS`` pixels is im2col + one matmul; both are
+    the same sums as ``lax.conv`` (float64 gradient parity in the tests).
+    """
+    if _jax_cpu() and _pair(dilation_rate) == (1, 1):
+        kh, kw = kernel.shape[0], kernel.shape[1]
+        spatial = inputs.shape[1:3] if data_format == "channels_last" else inputs.shape[2:4]
+        out = [_output_size(spatial[a], (kh, kw)[a], _pair(strides)[a], padding)
+               for a in range(2)]
+        if (kh, kw) == (1, 1) or (None not in out and out[0] * out[1] <= IM2COL_MAX_OUTPUT_PIXELS):
+            return _conv_as_matmul(inputs, kernel, strides=_pair(strides), padding=padding,
+                                   data_format=data_format)
+    return ops.conv(inputs, kernel, strides=strides, padding=padding,
+                    dilation_rate=dilation_rate, data_format=data_format)
+
+
+def _output_size(size, k, stride, padding):
+    if size is None:
+        return None
+    return -(-size // stride) if padding == "same" else (size - k) // stride + 1
+
+
+def _windows(x, kh, kw, strides, padding):
+    """The ``kh * kw`` strided slices of NHWC ``x`` a (kh, kw) window visits, in
+    row-major kernel order, each of the output's spatial size."""
+    import jax.numpy as jnp
+
+    if padding == "same":
+        pads = [_same_padding(x.shape[1 + a], (kh, kw)[a], strides[a], 1) for a in range(2)]
+        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    out_h = (x.shape[1] - kh) // strides[0] + 1
+    out_w = (x.shape[2] - kw) // strides[1] + 1
+    return [x[:, i:i + (out_h - 1) * strides[0] + 1:strides[0],
+              j:j + (out_w - 1) * strides[1] + 1:strides[1], :]
+            for i in range(kh) for j in range(kw)]
+
+
+def _conv_as_matmul(inputs, kernel, *, strides, padding, data_format):
+    import jax.numpy as jnp
+
+    kernel = ops.convert_to_tensor(kernel)
+    x = inputs if data_format == "channels_last" else jnp.transpose(inputs, (0, 2, 3, 1))
+    kh, kw, cin, cout = kernel.shape
+    windows = _windows(x, kh, kw, strides, padding)
+    patches = windows[0] if len(windows) == 1 else jnp.concatenate(windows, axis=-1)
+    n, out_h, out_w = patches.shape[:3]
+    out = jnp.matmul(patches.reshape(-1, kh * kw * cin),
+                     kernel.reshape(kh * kw * cin, cout).astype(patches.dtype))
+    out = out.reshape(n, out_h, out_w, cout)
+    return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
+
+
+def max_pool(inputs, *, pool_size, strides, padding, data_format):
+    """Max-pooling. On JAX on the CPU, the maximum of the window's strided slices:
+    XLA:CPU runs ``reduce_window``'s gradient as select-and-scatter, 5-10x slower
+    (3x3/2 at 32x32x64: 43 ms vs 4.3 ms); ties send the gradient to every maximum."""
+    if not _jax_cpu():
+        return ops.max_pool(inputs, pool_size=pool_size, strides=strides, padding=padding,
+                            data_format=data_format)
+    import jax.numpy as jnp
+
+    kh, kw = _pair(pool_size)
+    x = inputs if data_format == "channels_last" else jnp.transpose(inputs, (0, 2, 3, 1))
+    if padding == "same":  # pad with -inf: a padded pixel never wins
+        pads = [_same_padding(x.shape[1 + a], (kh, kw)[a], _pair(strides)[a], 1)
+                for a in range(2)]
+        x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
+    out = None
+    for window in _windows(x, kh, kw, _pair(strides), "valid"):
+        out = window if out is None else jnp.maximum(out, window)
+    return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
 
 
 def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, data_format):
@@ -24,6 +126,9 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     as one convolution per group, so on the CPU we split, convolve and concatenate.
     """
     if groups == 1 or devices.backend() == "torch" or not devices.on_cpu():
+        if groups == 1:
+            return conv(inputs, kernel, strides=strides, padding=padding,
+                        dilation_rate=dilation_rate, data_format=data_format)
         return ops.conv(
             inputs, kernel, strides=strides, padding=padding,
             dilation_rate=dilation_rate, data_format=data_format,
@@ -32,8 +137,8 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     input_groups = ops.split(inputs, groups, axis=channel_axis)
     kernel_groups = ops.split(kernel, groups, axis=-1)
     outputs = [
-        ops.conv(x, k, strides=strides, padding=padding,
-                 dilation_rate=dilation_rate, data_format=data_format)
+        conv(x, k, strides=strides, padding=padding,
+             dilation_rate=dilation_rate, data_format=data_format)
         for x, k in zip(input_groups, kernel_groups)
     ]
     return ops.concatenate(outputs, axis=channel_axis)

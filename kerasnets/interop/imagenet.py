@@ -140,13 +140,14 @@ def class_names() -> list[str]:
 def preprocess_images(paths, name, data_format="channels_last") -> np.ndarray:
     """torchvision's evaluation transform of ``name``'s weights, on image files:
     resize the short side (bilinear, PIL), centre crop, scale to [0, 1], normalise."""
-    from keras.utils import load_img
     from PIL import Image
+
+    from kerasnets.data.folders import open_image  # one clear error per bad file
 
     ckpt = published_weights(model_info(name))
     batch = []
     for path in paths:
-        image = load_img(path, color_mode="rgb")
+        image = open_image(path, "rgb")
         width, height = image.size
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = ckpt.resize_size, int(ckpt.resize_size * long / short)

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import keras
 
-from kerasnets.layers.conv import DepthwiseConv2D, GroupConv2D
+from kerasnets.layers.conv import Conv2D, DepthwiseConv2D, GroupConv2D
 from kerasnets.layers.initializers import glorot_uniform, kaiming_normal_fan_out
-from kerasnets.layers.pooling import AdaptiveAveragePooling2D
+from kerasnets.layers.pooling import AdaptiveAveragePooling2D, MaxPooling2D
 
 
 def channels_last() -> bool:
@@ -63,7 +63,7 @@ def conv2d(x, filters, kernel_size, *, name, stride=1, padding=None, groups=1,
                   dilation_rate=dilation, use_bias=use_bias, name=name)
     in_channels = num_channels(x)
     if groups == 1:
-        layer = keras.layers.Conv2D(filters, kernel_initializer=kernel_initializer, **common)
+        layer = Conv2D(filters, kernel_initializer=kernel_initializer, **common)
     elif groups == in_channels == filters:
         layer = DepthwiseConv2D(depth_multiplier=1, depthwise_initializer=kernel_initializer,
                                 **common)
@@ -130,7 +130,7 @@ def max_pool(x, pool_size, stride, *, name, padding=0, ceil_mode=False):
     if padding or any(extra):
         x = zero_pad(x, ((padding, padding + extra[0]), (padding, padding + extra[1])),
                      name=f"{name}_pad")
-    return keras.layers.MaxPooling2D(pool_size, strides=stride, padding="valid", name=name)(x)
+    return MaxPooling2D(pool_size, strides=stride, padding="valid", name=name)(x)
 
 
 def avg_pool(x, pool_size, stride, *, name):

@@ -1,7 +1,7 @@
-"""Convolution layers whose implementation may differ per backend.
+"""Convolution layers whose implementation may differ per backend and device.
 
-Both layers keep exactly the weights of the Keras layer they extend, so a
-checkpoint written with ``keras.layers.Conv2D(groups=g)`` or
+Each keeps exactly the weights of the Keras layer it extends, so a checkpoint
+written with ``keras.layers.Conv2D`` (``groups=g`` too) or
 ``keras.layers.DepthwiseConv2D`` loads into them and vice versa; only the
 forward computation is routed through :mod:`kerasnets.backends.kernels`.
 """
@@ -10,6 +10,21 @@ import keras
 from keras import ops
 
 from kerasnets.backends import kernels
+
+
+@keras.saving.register_keras_serializable(package="kerasnets")
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` whose convolution takes each backend's fastest form
+    (on JAX on the CPU: 1x1 and tiny-output convolutions as matmuls)."""
+
+    def convolution_op(self, inputs, kernel):
+        if self.groups != 1:
+            return GroupConv2D.convolution_op(self, inputs, kernel)
+        return kernels.conv(
+            inputs, kernel,
+            strides=self.strides, padding=self.padding,
+            dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
 
 
 @keras.saving.register_keras_serializable(package="kerasnets")

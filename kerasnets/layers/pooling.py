@@ -1,8 +1,21 @@
-"""Adaptive average pooling with PyTorch's exact semantics on every backend."""
+"""Pooling: max-pooling with a per-device kernel, and adaptive average pooling with
+PyTorch's exact semantics on every backend."""
 
 import keras
 import numpy as np
 from keras import ops
+
+from kerasnets.backends import kernels
+
+
+@keras.saving.register_keras_serializable(package="kerasnets")
+class MaxPooling2D(keras.layers.MaxPooling2D):
+    """``keras.layers.MaxPooling2D`` routed through :func:`kerasnets.backends.kernels.max_pool`
+    (on JAX on the CPU: the maximum of strided slices, whose gradient XLA runs fast)."""
+
+    def call(self, inputs):
+        return kernels.max_pool(inputs, pool_size=self.pool_size, strides=self.strides,
+                                padding=self.padding, data_format=self.data_format)
 
 
 def adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:

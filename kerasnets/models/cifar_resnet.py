@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from kerasnets.layers import blocks as B
+from kerasnets.layers.pooling import MaxPooling2D
 from kerasnets.registry import Paper, Reduced, register
 
 RESNET = Paper("Deep Residual Learning for Image Recognition",
@@ -56,7 +57,7 @@ def _shortcut(x, filters, stride, *, kind, name):
     if kind == "B":  # projection: 1x1 convolution with the stride, then BN
         x = B.conv2d(x, filters, 1, stride=stride, name=f"{name}_downsample_0")
         return B.batch_norm(x, name=f"{name}_downsample_1")
-    x = keras.layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
+    x = MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
     return ZeroPadChannels(filters - B.num_channels(x), name=f"{name}_zero_pad")(x)
 
 

@@ -9,6 +9,7 @@ d2l drops the final Gaussian layer and uses sigmoid and average pooling.
 import keras
 
 from kerasnets.layers import blocks as B
+from kerasnets.layers.pooling import MaxPooling2D
 from kerasnets.layers.initializers import glorot_uniform
 from kerasnets.registry import Paper, register
 
@@ -28,7 +29,7 @@ def build_lenet(*, input_shape, num_classes, include_top, pooling, name,
     """
     if pool not in ("avg", "max"):
         raise ValueError(f"lenet5: pool must be 'avg' or 'max', not {pool!r}.")
-    pool_layer = keras.layers.AveragePooling2D if pool == "avg" else keras.layers.MaxPooling2D
+    pool_layer = keras.layers.AveragePooling2D if pool == "avg" else MaxPooling2D
     init = glorot_uniform()  # d2l's train_ch6 uses Xavier-uniform everywhere
     inputs = keras.Input(input_shape, name="input")
     x = B.conv2d(inputs, 6, 5, padding=2, use_bias=True, kernel_initializer=init, name="conv1")
