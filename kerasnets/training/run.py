@@ -28,7 +28,7 @@ from kerasnets.training.config import TrainConfig
 from kerasnets.training.errors import (OutputError, TrainingError, TrainingInterrupted,
                                        storage_problem)
 from kerasnets.training.prepare import Prepared, prepare
-from kerasnets.training.rundir import RunDir, run_directory
+from kerasnets.training.rundir import RunDir, check_writable, run_directory
 
 @dataclass
 class Fit:
@@ -74,6 +74,8 @@ def train(config: TrainConfig, *, run_dir=None, callbacks=()) -> dict:
 
 
 def _train(config, dist, resume_dir, stop, callbacks, started):
+    if dist.is_chief and resume_dir is None:  # before loading anything: a run that
+        check_writable(config.output_dir, create=True)  # cannot be kept does not start
     keras.utils.set_random_seed(config.seed)
     prepared = prepare(config)
     data, c = prepared.data, config
@@ -148,12 +150,12 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     except KeyboardInterrupt:
         saved = _save_interrupted(model, run, fit.started, recorder, "interrupted")
         state = EpochBackup.read_metadata(run.backup)
-        where = "nothing was completed yet" if state is None else \
-            f"backed up after {_position(state)}"
-        raise TrainingInterrupted(
-            "Interrupted. " + (f"The model as it was is in {run.path / 'interrupted.keras'}; "
-                               if saved else "") +
-            f"{where}: continue with --resume {run.kept}") from None
+        where = "no epoch was completed yet" if state is None else \
+            f"the run is backed up after {_position(state)}"
+        model_kept = f" (the model as it was is in {run.kept / 'interrupted.keras'})" \
+            if saved else ""
+        raise TrainingInterrupted(f"Interrupted: {where}{model_kept}; continue with "
+                                  f"--resume {run.kept}") from None
     except Exception as error:
         problem = storage_problem(error, run.path)
         if problem:
@@ -251,7 +253,7 @@ def _position(state) -> str:
 def _storage_error(run: RunDir, problem, error) -> OutputError:
     state = EpochBackup.read_metadata(run.backup)
     kept = f"the backup after {_position(state)} is intact" if state else "nothing is lost"
-    path = getattr(error, "path", None) or run.path
+    path = getattr(error, "path", None) or getattr(error, "filename", None) or run.path
     return OutputError(f"Cannot write {path}: {problem}. Training stopped; {kept}. Free "
                        f"space (or fix permissions), then continue with --resume {run.kept}",
                        path, problem)
