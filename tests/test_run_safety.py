@@ -427,14 +427,15 @@ class KillAt(keras.callbacks.Callback):
 
 
 @needs_initial_step
-@pytest.mark.parametrize("stop", ["kill", "ctrl-c"])
-def test_resume_mid_epoch_ends_where_an_uninterrupted_run_would(tmp_path, stop):
+@pytest.mark.parametrize("stop,pipeline", [("kill", "tfdata"), ("ctrl-c", "tfdata"),
+                                           ("kill", "pydataset")])
+def test_resume_mid_epoch_ends_where_an_uninterrupted_run_would(tmp_path, stop, pipeline):
     """The default recipe (random crops and flips), backed up every 2 steps of 5: a kill
     in step 4 of epoch 2 resumes after step 2 (the periodic backup), a Ctrl-C in step 3
     after step 3 (backed up as it stops); both end as an uninterrupted run does."""
     settings = dict(model="lenet5", data_dir=str(SAMPLE_DIR), download=False, epochs=2,
                     steps_per_epoch=5, batch_size=16, verbose="0", backup_every="2steps",
-                    flip=True)  # the recipe turns flips off for Fashion-MNIST; on here
+                    pipeline=pipeline, flip=True)  # the recipe turns flips off for Fashion-MNIST; on here
     straight = train(resolve_config({**settings, "output_dir": str(tmp_path / "a")}))
     config = resolve_config({**settings, "output_dir": str(tmp_path / "b")})
     assert config.crop_padding > 0 and config.flip
@@ -464,3 +465,27 @@ def test_resume_mid_epoch_ends_where_an_uninterrupted_run_would(tmp_path, stop):
     assert [r["epoch"] for r in rows] == [1, 2]  # one row per epoch, the split one too
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert rows[1][key] == pytest.approx(reference[1][key], rel=1e-4, abs=1e-6), key
+
+
+def test_backup_every_minutes_backs_up_within_an_epoch(tmp_path):
+    config = resolve_config(dict(model="lenet5", recipe="d2l", data_dir=str(SAMPLE_DIR),
+                                 download=False, epochs=1, steps_per_epoch=4, batch_size=32,
+                                 verbose="0", backup_every="0.00001m",  # every step
+                                 output_dir=str(tmp_path)))
+    with pytest.raises(Killed):
+        train(config, callbacks=[KillAt(epoch=1, batch=3)])
+    run = only_run(tmp_path)
+    state = backup_state(run)
+    assert (state["epoch"], state["step"], state["weights"]) == (0, 3,
+                                                                 "epoch-0-step-3.weights.h5")
+    assert set(state["logs"]) >= {"loss", "accuracy"} and state["epoch_seconds"] > 0
+    assert sorted(p.name for p in (run / "backup").iterdir()) == [
+        "epoch-0-step-3.weights.h5", "training_metadata.json"]  # older ones removed
+
+
+def test_ctrl_c_before_training_says_nothing_was_trained(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(run_module, "prepare",
+                        lambda *a: os.kill(os.getpid(), signal.SIGINT))
+    line = one_line_error(capsys, main(["lenet5", *SHORT, "--output-dir", str(tmp_path)]),
+                          130)
+    assert line == "kerasnets: Interrupted before training started; nothing was trained."
