@@ -131,3 +131,34 @@ def test_bad_preprocessing_is_refused():
         Preprocessing(channels=1, normalize="zscore")
     with pytest.raises(ValueError, match="pipeline must be one of"):
         make_pipeline("torchdata", np.zeros((2, 8, 8, 1), np.uint8), np.zeros(2, np.int32))
+
+
+@pytest.mark.parametrize("kind", ["tfdata", "pydataset"])
+def test_augmentation_is_a_function_of_the_seed_and_the_batch_index(sample, kind):
+    """Same seed, same batches (tf.data's parallel map included); a pipeline resumed at
+    (epoch 1, step 2) continues with the very batch an uninterrupted one gives there."""
+    prep = Preprocessing(channels=1, crop_padding=4, flip=True, random_erasing=0.5,
+                         mixup=0.2)
+
+    def batches(count, **kwargs):
+        pre = Preprocessor(prep, (28, 28), seed=1)
+        data = make_pipeline(kind, sample.x_train, sample.y_train, num_classes=10,
+                             batch_size=96, preprocessor=pre, training=True, seed=5,
+                             workers=2, **kwargs)
+        if kind == "tfdata":
+            return [tuple(np.asarray(t) for t in b) for b in data.take(count)]
+        out = []
+        while len(out) < count:
+            out += [data[i] for i in range(len(data))]
+            data.on_epoch_end()
+        return out[:count]
+
+    first, second = batches(14), batches(14)
+    for (xa, ya), (xb, yb) in zip(first, second):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    resumed = batches(1, initial_epoch=1, initial_step=2)[0]
+    np.testing.assert_array_equal(resumed[0], first[11 + 2][0])
+    np.testing.assert_array_equal(resumed[1], first[11 + 2][1])
+    assert not np.array_equal(first[0][0], first[11][0])  # each batch its own draw
+    assert len({np.asarray(x).tobytes() for x, _ in first}) == 14

@@ -16,6 +16,7 @@ import functools
 import re
 
 import keras
+import numpy as np
 
 
 class KerasPatchError(RuntimeError):
@@ -135,3 +136,45 @@ def float64():
         keras_backend.result_type = original
         keras.config.set_floatx(floatx)
         keras.config.set_dtype_policy(policy)
+
+
+class _BatchSeed(keras.random.SeedGenerator):
+    """A ``SeedGenerator`` without state: its k-th draw is a fixed function of
+    (``base``, ``salt``, k). ``base`` is an integer pair (a tf tensor inside a graph, a
+    numpy array otherwise); Keras' random ops accept a ``SeedGenerator`` as ``seed``."""
+
+    def __init__(self, base, salt: int):  # no super().__init__: no state variable
+        self._base, self._salt, self._draws = base, salt, 0
+
+    def next(self, ordered=True):
+        self._draws += 1
+        offset = np.array([self._salt * 2**20 + self._draws, 0], np.int64)
+        if isinstance(self._base, np.ndarray):  # eager, without TensorFlow
+            return (self._base.astype(np.int64) + offset).astype(np.uint32)
+        return self._base + offset
+
+
+@keras_patch("tensorflow/tensorflow#44491", keras_versions=("3.15", "3.16"))
+def batch_seeded(layer, base, salt: int):
+    """Within this context, Keras' random preprocessing ``layer`` draws from ``base``
+    (an integer pair, e.g. (run seed, global batch index)) instead of its own
+    ``SeedGenerator``.
+
+    A Keras random layer (``RandomCrop``, ``RandomFlip``, ``RandAugment``,
+    ``RandomErasing``, ``MixUp``, ``CutMix``) keeps its seed in one stateful
+    variable; inside a parallel ``tf.data`` map the batches race for it
+    (tensorflow/tensorflow#44491: stateful random ops in a parallel map are not
+    deterministic, ``deterministic=True`` or not), and a resumed run restarts it. Keras
+    3.15 has no public per-call seed (``RandAugment`` ignores the ``seed`` argument of
+    ``get_random_transformation``), so this replaces the layer's
+    ``_get_seed_generator`` with one returning a stateless per-batch generator: each
+    batch's augmentation is then a function of (seed, batch index) alone. ``salt``
+    gives each layer its own stream. Used at trace time in tf.data; callers running
+    eagerly from several threads must hold a lock around it.
+    """
+    generator = _BatchSeed(base, salt)
+    object.__setattr__(layer, "_get_seed_generator", lambda backend=None: generator)
+    try:
+        yield
+    finally:
+        object.__delattr__(layer, "_get_seed_generator")  # the class' method again

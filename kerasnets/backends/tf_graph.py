@@ -15,22 +15,22 @@ __all__ = ["numpy_function"]
 
 
 def numpy_function(fn):
-    """``fn(images, labels) -> tensors`` as a function of numpy arrays returning numpy.
+    """``fn(*tensors) -> tensors`` as a function of numpy arrays returning numpy.
 
     Args:
-        fn: calls Keras layers on its two tensor arguments and returns a tuple of tensors.
+        fn: calls Keras layers on its tensor arguments and returns a tuple of tensors.
     """
     import keras
 
     if importlib.util.find_spec("tensorflow") is None:
-        def eager(images, labels):
-            return tuple(keras.ops.convert_to_numpy(t) for t in fn(images, labels))
+        def eager(*arrays):
+            return tuple(keras.ops.convert_to_numpy(t) for t in fn(*arrays))
         return eager
     import tensorflow as tf
 
     graph = tf.function(fn, reduce_retracing=True)
 
-    def run(images, labels):
-        out = graph(tf.constant(images), tf.constant(labels))
+    def run(*arrays):
+        out = graph(*(tf.constant(a) for a in arrays))
         return tuple(t.numpy() for t in out)
     return run

@@ -3,8 +3,10 @@
 Both take in-memory ``uint8`` images, share the preprocessing of
 :mod:`kerasnets.data.preprocess`, and give identical batches when nothing
 random is involved (``tests/test_pipelines.py``). Training order is a seeded
-shuffle per epoch; after ``--resume`` the stream continues at the epoch where
-the run stopped, so a resumed run sees the batches an uninterrupted one would.
+shuffle per epoch, and the augmentation of a batch a function of (seed, the
+batch's index in the stream) alone: after ``--resume`` the stream continues at
+the epoch and step where the run stopped, so a resumed run sees the batches an
+uninterrupted one would, augmentation included.
 
 A training pipeline yields ``steps`` batches per epoch, forever (``model.fit``
 is given ``steps_per_epoch``): with the default steps the last batch of an
@@ -54,9 +56,13 @@ def pad_and_shard(x, y, multiple, index=0, count=1):
 
 
 def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, training,
-               seed=0, steps=None, initial_epoch=0, label_copies=1,
+               seed=0, steps=None, initial_epoch=0, initial_step=0, label_copies=1,
                data_format="channels_last", sample_weight=None):
     """A ``tf.data.Dataset`` of preprocessed ``(images, one-hot labels)`` batches.
+
+    Training: ``steps`` batches per epoch (default: every image once), forever,
+    starting after ``initial_epoch`` epochs and ``initial_step`` batches of the
+    next (a resumed run).
 
     The uint8 images are held once in memory (the cache); each epoch shuffles
     indices with a seeded, per-epoch reshuffle, batches them, and a parallel map
@@ -81,27 +87,30 @@ def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, tra
             order = epochs.flat_map(permutation).batch(batch_size, drop_remainder=True)
         else:  # one permutation per epoch, the last batch may be short
             order = epochs.flat_map(lambda k: permutation(k).batch(batch_size))
-        order = order.skip(initial_epoch * steps_per_epoch(n, batch_size, steps))
+        # (global batch index, indices): the index seeds the batch's augmentation.
+        order = order.enumerate().skip(
+            initial_epoch * steps_per_epoch(n, batch_size, steps) + initial_step)
     else:
-        order = tf.data.Dataset.range(n).batch(batch_size)
+        order = tf.data.Dataset.range(n).batch(batch_size).enumerate()
 
     prep = preprocessor.preprocessing
     pad = prep.crop_padding if training else 0
     to_rgb = x.shape[-1] == 1 and prep.channels == 3
 
-    def load(indices):  # the tf twin of preprocess.load_batch_numpy
+    def load(position, indices):  # the tf twin of preprocess.load_batch_numpy
         batch = tf.gather(images, indices)
         if pad:
             batch = tf.pad(batch, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         if to_rgb:
             batch = tf.repeat(batch, 3, axis=-1)
         onehot = tf.one_hot(tf.gather(labels, indices), num_classes)
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), position])
         if weights is None:
-            return tf.cast(batch, tf.float32), onehot
-        return tf.cast(batch, tf.float32), onehot, tf.gather(weights, indices)
+            return tf.cast(batch, tf.float32), onehot, batch_seed
+        return tf.cast(batch, tf.float32), onehot, batch_seed, tf.gather(weights, indices)
 
-    def transform(batch, onehot, weight=None):
-        batch, onehot = preprocessor(batch, onehot, training=training)
+    def transform(batch, onehot, batch_seed, weight=None):
+        batch, onehot = preprocessor(batch, onehot, training=training, batch_seed=batch_seed)
         if data_format == "channels_first":
             batch = tf.transpose(batch, (0, 3, 1, 2))
         return _outputs(batch, onehot, label_copies, weight)
@@ -123,7 +132,7 @@ class ArrayDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, x, y, *, num_classes, batch_size, preprocessor: Preprocessor, training,
-                 seed=0, steps=None, initial_epoch=0, label_copies=1,
+                 seed=0, steps=None, initial_epoch=0, initial_step=0, label_copies=1,
                  data_format="channels_last", workers=1, use_multiprocessing=False,
                  max_queue_size=10, sample_weight=None):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
@@ -132,16 +141,27 @@ class ArrayDataset(keras.utils.PyDataset):
         self.num_classes, self.batch_size = num_classes, batch_size
         self.preprocessor, self.training = preprocessor, training
         self.seed, self.steps = seed, steps
-        self.epoch = initial_epoch
+        self.epoch, self.initial_epoch, self.initial_step = \
+            initial_epoch, initial_epoch, initial_step
         self.label_copies, self.data_format = label_copies, data_format
         # The same layers as tf.data runs, as a TF graph when TF is installed (faster).
         self._apply = tf_graph.numpy_function(
-            lambda images, labels: preprocessor(images, labels, training=training))
+            lambda images, labels, batch_seed: preprocessor(images, labels,
+                                                            training=training,
+                                                            batch_seed=batch_seed))
 
     def __len__(self):
         if not self.training:
             return math.ceil(len(self.x) / self.batch_size)
+        return self._steps - self._start
+
+    @property
+    def _steps(self):  # batches in a whole training epoch
         return steps_per_epoch(len(self.x), self.batch_size, self.steps)
+
+    @property
+    def _start(self):  # batches of this epoch done before a resumed run started
+        return self.initial_step if self.epoch == self.initial_epoch else 0
 
     def _permutation(self, k):
         return np.random.default_rng([self.seed, k]).permutation(len(self.x))
@@ -160,11 +180,13 @@ class ArrayDataset(keras.utils.PyDataset):
     def __getitem__(self, index):
         if index >= len(self):
             raise IndexError(index)
-        indices = self.batch_indices(index)
+        position = index + self._start if self.training else index
+        indices = self.batch_indices(position)
         images, labels = load_batch_numpy(self.x, self.y, indices,
                                           preprocessing=self.preprocessor.preprocessing,
                                           num_classes=self.num_classes, training=self.training)
-        images, labels = self._apply(images, labels)
+        batch_seed = np.array([self.seed, self.epoch * self._steps + position], np.int64)
+        images, labels = self._apply(images, labels, batch_seed)
         if self.data_format == "channels_first":
             images = np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
         weights = None if self.sample_weight is None else self.sample_weight[indices]

@@ -17,10 +17,14 @@ Two stages, shared by both input pipelines so they have the same semantics:
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import asdict, dataclass, field
 
 import keras
 import numpy as np
+
+from kerasnets.backends import keras_patches
 
 NORMALIZATIONS = ("unit", "standardize")
 
@@ -117,6 +121,7 @@ class Preprocessor:
     image_size: tuple
     seed: int = 0
     _layers: dict = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self):
         p, (height, width), seed = self.preprocessing, self.image_size, self.seed
@@ -146,13 +151,32 @@ class Preprocessor:
         self._layers = {"augment": augment, "normalize": keras.layers.Rescaling(scale, offset),
                         "mix": mix}
 
-    def __call__(self, images, labels, training: bool):
-        """Augment (if ``training``) and normalise a float [0, 255] batch."""
+    def __call__(self, images, labels, training: bool, batch_seed=None):
+        """Augment (if ``training``) and normalise a float [0, 255] batch.
+
+        ``batch_seed``: an integer pair, (seed, global batch index) as the pipelines
+        give it (a tf tensor in a graph, a numpy array otherwise). With it the
+        augmentation is a function of the pair alone, whatever order parallel
+        workers run in and wherever a resumed run starts: same seed, same run.
+        Without it the layers draw from their own (stateful) seed generators.
+        """
+        with self._lock:  # the layers' seeds are swapped while a batch is drawn
+            return self._apply(images, labels, training, batch_seed)
+
+    def _apply(self, images, labels, training, batch_seed):
+        def seeded(layer, salt):
+            if batch_seed is None:
+                return contextlib.nullcontext()
+            return keras_patches.batch_seeded(layer, batch_seed, salt)
+
         if training:
-            for layer in self._layers["augment"]:
-                images = layer(images, training=True)
+            for salt, layer in enumerate(self._layers["augment"], start=1):
+                with seeded(layer, salt):
+                    images = layer(images, training=True)
         images = self._layers["normalize"](images)
         if training and self._layers["mix"] is not None:
-            mixed = self._layers["mix"]({"images": images, "labels": labels}, training=True)
+            with seeded(self._layers["mix"], len(self._layers["augment"]) + 1):
+                mixed = self._layers["mix"]({"images": images, "labels": labels},
+                                            training=True)
             images, labels = mixed["images"], mixed["labels"]
         return images, labels
