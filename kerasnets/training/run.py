@@ -185,10 +185,9 @@ def _fit_plan(fit: Fit, run: RunDir, common):
     c, epoch, step = fit.config, run.initial_epoch, run.initial_step
 
     def pipeline(initial_epoch, initial_step=0):
-        extra = {"initial_step": initial_step} if initial_step else {}
         return make_pipeline(
             c.pipeline, fit.x_train, fit.y_train, training=True, steps=fit.fixed_steps,
-            initial_epoch=initial_epoch, **extra,
+            initial_epoch=initial_epoch, initial_step=initial_step,
             preprocessor=Preprocessor(fit.prepared.preprocessing,
                                       tuple(fit.prepared.data.input_shape[:2]), seed=c.seed),
             **common)
