@@ -1,11 +1,14 @@
-"""What a run keeps on disk, always written atomically (temp file, then rename).
+"""What a run keeps on disk, always written atomically (temp file, then rename), with
+the mode the umask gives.
 
 ``saved_models/<model>-<dataset>-<timestamp>/``::
 
     config.json     every setting, the backend, package versions, the machine
     model.keras     the final model
     best.keras      the best epoch so far (by validation accuracy)
-    backup/         the last completed epoch, with the optimizer (for --resume)
+    backup/         the last completed epoch or step, with the optimizer (for --resume);
+                    removed once metrics.json says the run finished
+    train.lock      while a process trains the run (holds its pid; flock)
     history.csv     per-epoch metrics
     metrics.json    test top-1/top-5, loss, images/s, wall time, status
     curves.png      loss and accuracy per epoch

@@ -101,7 +101,7 @@ class EpochBackup(keras.callbacks.Callback):
         self.unit, self.amount = parse_backup_every(every)
         self.steps, self.stop = steps, stop
         self.step_offset = step_offset  # steps of the current epoch done before this fit
-        self._restored = False
+        self.started = False  # a fit began: the model holds the backup, or trains
         self._last, self._last_step = time.monotonic(), step_offset
         self._epoch_seconds = 0.0  # of the current epoch before this fit (a split epoch)
         self._epoch_start = time.perf_counter()
@@ -126,8 +126,8 @@ class EpochBackup(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._last = time.monotonic()
-        if not self._restored:
-            self._restored = True
+        if not self.started:
+            self.started = True
             state = self.restore()
             if state and state.get("step"):
                 self._epoch_seconds = float(state.get("epoch_seconds", 0.0))

@@ -1,9 +1,17 @@
 """``train``: one run of ``model.fit``, from settings to a complete run directory.
 
 Everything that can be wrong with the settings or the data is found before the
-first step (:func:`~kerasnets.training.prepare.prepare`); during training, every
-completed epoch is backed up, and an interruption (Ctrl-C, SIGTERM, an exception)
-saves the model as it is before the process ends.
+first step (:func:`~kerasnets.training.prepare.prepare`), and an output directory
+that cannot be written (or has no room for the checkpoints) before the data is
+loaded; during training, every completed epoch and, within long epochs, every
+``--backup-every`` is backed up, and an interruption (Ctrl-C, SIGTERM, an exception)
+backs up the step it stops at and saves the model as it is before the process ends.
+
+The backup is removed only once ``model.keras`` and a ``metrics.json`` that says
+"finished" are written: a kill or a signal at any moment leaves a run that
+``--resume`` continues doing only what is left (the rest of an epoch, the epochs
+after it, or only the final save and the test evaluation). ``--resume`` of a finished
+run is refused, and a run being trained is locked (``train.lock``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from kerasnets.data import Preprocessor
 from kerasnets.data.pipelines import make_pipeline, pad_and_shard, steps_per_epoch
 from kerasnets.training import artifacts, distribute
 from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulStop,
-                                          HistoryRecorder, NaNGuard, Throughput)
+                                          HistoryRecorder, NaNGuard, Throughput,
+                                          parse_backup_every)
 from kerasnets.training.compile import (build_and_compile, dtype_policy, effective_lr,
                                         main_results, metric_key)
 from kerasnets.training.config import TrainConfig
@@ -122,8 +131,17 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     nan_guard, throughput = NaNGuard(), Throughput(c.batch_size * c.steps_per_execution)
     best = BestCheckpoint(run.path / "best.keras", best=best_so_far,
                           monitor="val_" + metric_key(model, "accuracy"))
-    backup = EpochBackup(run.backup, nan_guard, every=c.backup_every, steps=fit.steps,
-                         stop=stop, step_offset=run.initial_step)
+    every, stop_backup = c.backup_every, stop
+    if dist.num_processes > 1:  # every process must save at the same step, or none
+        stop_backup = None
+        if parse_backup_every(every)[0] == "minutes":
+            every = "0"
+            if dist.is_chief:
+                print("kerasnets: --backup-every in minutes is off with several processes "
+                      "(they would back up at different steps); use --backup-every "
+                      "Nsteps", flush=True)
+    backup = EpochBackup(run.backup, nan_guard, every=every, steps=fit.steps,
+                         stop=stop_backup, step_offset=run.initial_step)
     recorder = HistoryRecorder(
         run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})", run.history,
         main_output=model.output_names[0] if len(model.outputs) > 1 else None,
@@ -133,22 +151,20 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
                  *(_tensorboard(run.path) if dist.is_chief else []), *extra_callbacks]
     verbose = c.verbose if c.verbose == "auto" else int(c.verbose)
     _announce(fit, run)
+    # only the end of the run left (model.keras, the test evaluation): _finish restores
     trained = run.initial_epoch >= c.epochs or run.trained_model is not None
     try:
-        if trained:  # only the end of the run is left: model.keras, the test evaluation
-            if run.trained_model is not None:
-                model.load_weights(str(run.trained_model))
-            else:
-                backup.restore(model)
-        else:
-            with dist.keras_patches(model):
-                for train_data, fit_range in _fit_plan(fit, run, common):
-                    model.fit(dist.dataset(train_data), **fit_range,
-                              validation_data=dist.dataset(val_data), callbacks=callbacks,
-                              verbose=verbose if dist.is_chief else 0,
-                              shuffle=False)  # the pipelines shuffle
+        with dist.keras_patches(model):
+            for train_data, fit_range in () if trained else _fit_plan(fit, run, common):
+                model.fit(dist.dataset(train_data), **fit_range,
+                          validation_data=dist.dataset(val_data), callbacks=callbacks,
+                          verbose=verbose if dist.is_chief else 0,
+                          shuffle=False)  # the pipelines shuffle
     except KeyboardInterrupt:
-        saved = _save_interrupted(model, run, fit.started, recorder, "interrupted")
+        saved = backup.started and _save_interrupted(model, run, fit.started, recorder,
+                                                     "interrupted")
+        if not backup.started:  # the model holds nothing trained: keep what is there
+            _record_status(run, fit.started, recorder, "interrupted")
         state = EpochBackup.read_metadata(run.backup)
         where = "no epoch was completed yet" if state is None else \
             f"the run is backed up after {_position(state)}"
@@ -175,7 +191,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
             f"The training loss became NaN at epoch {epoch}, batch {batch}; training stopped. "
             f"The last good state is kept: {run.path / 'best.keras'} (best epoch) and "
             f"{run.backup} (last completed epoch). Try a lower --lr or --clip-norm 1.0.")
-    return _finish(fit, run, model, metrics, backup, stop, common)
+    return _finish(fit, run, model, metrics, backup, stop, common, restore=trained)
 
 
 def _fit_plan(fit: Fit, run: RunDir, common):
@@ -201,13 +217,18 @@ def _fit_plan(fit: Fit, run: RunDir, common):
                                     steps_per_epoch=fit.steps)
 
 
-def _finish(fit: Fit, run: RunDir, model, metrics, backup, stop, common) -> dict:
+def _finish(fit: Fit, run: RunDir, model, metrics, backup, stop, common,
+            restore=False) -> dict:
     """After training: ``model.keras``, the test evaluation, ``metrics.json``; only then is
     the backup removed. A signal or a full disk here keeps the trained state (the backup
     of the last epoch) and records "interrupted after training": --resume does the rest."""
     c, data, dist = fit.config, fit.prepared.data, fit.dist
     final = run.path / "model.keras"
     try:
+        if restore and run.trained_model is not None:
+            model.load_weights(str(run.trained_model))
+        elif restore:
+            backup.restore(model)
         if run.trained_model is None:
             artifacts.save_model(model, final)
         if stop.requested:  # a signal during the last epoch's validation
