@@ -234,6 +234,19 @@ def test_second_ctrl_c_while_saving_keeps_the_backup(tmp_path, monkeypatch, duri
     assert metrics["status"] == "finished" and metrics["epochs_completed"] == 2
 
 
+def test_ctrl_c_in_the_last_step_of_an_epoch_stops_after_its_backup(tmp_path):
+    config = resolve_config(dict(model="lenet5", recipe="d2l", data_dir=str(SAMPLE_DIR),
+                                 download=False, epochs=2, steps_per_epoch=3, batch_size=32,
+                                 verbose="0", output_dir=str(tmp_path)))
+    with pytest.raises(TrainingInterrupted, match="backed up after epoch 1 "):
+        train(config, callbacks=[CtrlCAt(epoch=1, batch=2)])
+    run = only_run(tmp_path)
+    assert backup_state(run) == {"epoch": 1, "step": 0, "weights": "epoch-1.weights.h5"}
+    assert len((run / "history.csv").read_text().splitlines()) == 2  # epoch 1 recorded
+    assert main(["--resume", str(run)]) == 0
+    assert status(run)["epochs_completed"] == 2
+
+
 def test_unwritable_output_dir_fails_up_front_with_one_line(tmp_path, capsys, monkeypatch):
     """Read-only storage (simulated: this works as root too): one line, exit 2, nothing
     trained or created."""
