@@ -1,11 +1,14 @@
-"""What a run keeps on disk, always written atomically (temp file, then rename).
+"""What a run keeps on disk, always written atomically (temp file, then rename), with
+the mode the umask gives.
 
 ``saved_models/<model>-<dataset>-<timestamp>/``::
 
     config.json     every setting, the backend, package versions, the machine
     model.keras     the final model
     best.keras      the best epoch so far (by validation accuracy)
-    backup/         the last completed epoch, with the optimizer (for --resume)
+    backup/         the last completed epoch or step, with the optimizer (for --resume);
+                    removed once metrics.json says the run finished
+    train.lock      while a process trains the run (holds its pid; flock)
     history.csv     per-epoch metrics
     metrics.json    test top-1/top-5, loss, images/s, wall time, status
     curves.png      loss and accuracy per epoch
@@ -20,25 +23,61 @@ import json
 import os
 import platform
 import tempfile
+import threading
 from importlib import metadata
 from pathlib import Path
 
 import keras
 
+from kerasnets.training.errors import OutputError, storage_problem
+
 
 def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename onto ``path``: never a half-written file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: never a half-written file.
+
+    The file gets the mode a plain ``open`` would give it (``0o666`` less the umask;
+    ``mkstemp`` alone makes it ``0o600``). A failure the storage causes (disk full,
+    read-only, no permission) raises :class:`~kerasnets.training.errors.OutputError`
+    naming ``path``; the file already at ``path``, if any, is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"  # keep ".keras" / ".weights.h5" endings
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        suffix = "".join(path.suffixes) or ".tmp"  # keep ".keras" / ".weights.h5" endings
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except Exception as error:
+        reason = storage_problem(error, path.parent if path.parent.exists() else None)
+        if reason:
+            raise OutputError(f"Cannot write {path}: {reason}.", path, reason) from error
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None and os.path.exists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def write_text(path, text):

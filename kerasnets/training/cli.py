@@ -31,6 +31,10 @@ def main(argv=None, prog="kerasnets-train"):
     except TrainingInterrupted as stop:
         print(f"\nkerasnets: {stop}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # before train() took over the signals
+        print("\nkerasnets: Interrupted before training started; nothing was trained.",
+              file=sys.stderr)
+        return 130
     except (TrainingError, DatasetNotFoundError, CorruptDatasetError, ValueError,
             FileExistsError) as error:
         print(f"kerasnets: error: {error}", file=sys.stderr)

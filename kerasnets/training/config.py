@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 from kerasnets.data import DATASETS, PIPELINES
+from kerasnets.training.callbacks import backup_every_problem
 from kerasnets.training.distribute import MODES as DISTRIBUTE_MODES
 from kerasnets.training.errors import SettingError
 from kerasnets.training.optim import OPTIMIZERS, SCHEDULES
@@ -146,6 +147,10 @@ class TrainConfig:
                                   metavar="NAME", default_text="MODEL-DATASET-TIMESTAMP")
     verbose: str = option("auto", "Keras progress output", OUTPUT,
                           choices=("auto", "0", "1", "2"), host=True)
+    backup_every: str = option("10m", "also back up within an epoch every N minutes (10m) "
+                               "or N steps (500steps), for --resume mid-epoch; 0: at epoch "
+                               "ends only", OUTPUT, limit=backup_every_problem, host=True,
+                               metavar="EVERY")
 
     def __post_init__(self):
         problems = [f"{flag_name(f.name)}: {message}" for f, _ in declared(TrainConfig)
