@@ -442,12 +442,7 @@ class KillAt(keras.callbacks.Callback):
 @needs_initial_step
 @pytest.mark.parametrize("stop,pipeline", [
     ("kill", "tfdata"), ("ctrl-c", "tfdata"),
-    pytest.param("kill", "pydataset", marks=pytest.mark.xfail(
-        keras.backend.backend() == "tensorflow", strict=True,
-        reason="Keras' TF trainer calls PyDataset.on_epoch_end() once before the first "
-               "epoch (EpochIterator.reset in fit), so ArrayDataset's epoch is "
-               "initial_epoch + 1 by the first batch and initial_step is not applied "
-               "(kerasnets.data.pipelines.ArrayDataset._start)"))])
+    ("kill", "pydataset")])
 def test_resume_mid_epoch_ends_where_an_uninterrupted_run_would(tmp_path, stop, pipeline):
     """The default recipe (random crops and flips), backed up every 2 steps of 5: a kill
     in step 4 of epoch 2 resumes after step 2 (the periodic backup), a Ctrl-C in step 3

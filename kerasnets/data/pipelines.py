@@ -141,8 +141,8 @@ class ArrayDataset(keras.utils.PyDataset):
         self.num_classes, self.batch_size = num_classes, batch_size
         self.preprocessor, self.training = preprocessor, training
         self.seed, self.steps = seed, steps
-        self.epoch, self.initial_epoch, self.initial_step = \
-            initial_epoch, initial_epoch, initial_step
+        self.initial_epoch, self.initial_step = initial_epoch, initial_step
+        self._begun = 0  # on_epoch_begin calls (model.fit makes one per epoch)
         self.label_copies, self.data_format = label_copies, data_format
         # The same layers as tf.data runs, as a TF graph when TF is installed (faster).
         self._apply = tf_graph.numpy_function(
@@ -192,8 +192,16 @@ class ArrayDataset(keras.utils.PyDataset):
         weights = None if self.sample_weight is None else self.sample_weight[indices]
         return _outputs(images, labels, self.label_copies, weights)
 
-    def on_epoch_end(self):
-        self.epoch += 1
+    @property
+    def epoch(self) -> int:
+        """The epoch being served, counted by ``on_epoch_begin`` (``model.fit`` calls it
+        once per epoch on every backend; iterating by hand, call it before each epoch).
+        Not by ``on_epoch_end``: Keras' TensorFlow trainer calls that once more, before
+        the first epoch, after peeking at batches."""
+        return self.initial_epoch + max(self._begun - 1, 0)
+
+    def on_epoch_begin(self):
+        self._begun += 1
 
 
 def make_pipeline(kind, x, y, **kwargs):
