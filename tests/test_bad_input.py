@@ -321,9 +321,6 @@ def test_help_shows_a_default_only_when_there_is_one():
     assert "(default: 5)" in text
 
 
-@pytest.mark.xfail(reason="kerasnets/training/cli.py still builds its parsers with "
-                          "argparse.ArgumentDefaultsHelpFormatter; its owner is to switch "
-                          "to kerasnets.training.options.HelpFormatter", strict=False)
 @pytest.mark.parametrize("entry", ["evaluate_main", "predict_main"])
 def test_evaluate_and_predict_help_show_no_none_default(capsys, entry):
     from kerasnets.training import cli

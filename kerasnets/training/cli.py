@@ -9,6 +9,7 @@ import sys
 from kerasnets.data import PIPELINES, CorruptDatasetError, DatasetNotFoundError
 from kerasnets.training.config import HOST_SETTINGS, build_parser, explicit_settings
 from kerasnets.training.errors import TrainingError, TrainingInterrupted
+from kerasnets.training.options import HelpFormatter
 from kerasnets.training.resolve import resolve_config, resume_config
 from kerasnets.training.run import train
 
@@ -57,7 +58,7 @@ def evaluate_main(argv=None, prog="kerasnets-evaluate"):
     from kerasnets.training.evaluate import CHECKPOINTS, evaluate
 
     parser = argparse.ArgumentParser(prog=prog, description=evaluate_main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("path", metavar="RUN_DIR_OR_MODEL")
     parser.add_argument("--checkpoint", choices=list(CHECKPOINTS), default="final",
                         help="which model of a run directory")
@@ -86,7 +87,7 @@ def predict_main(argv=None, prog="kerasnets-predict"):
     from kerasnets.training.evaluate import CHECKPOINTS, predict_files
 
     parser = argparse.ArgumentParser(prog=prog, description=predict_main.__doc__,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("model", metavar="RUN_DIR_OR_MODEL",
                         help="a run directory, a .keras file, or a model name with --weights")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
@@ -102,8 +103,11 @@ def predict_main(argv=None, prog="kerasnets-predict"):
             if args.weights != "imagenet":
                 raise ValueError(f"{args.model} is a model name: add --weights imagenet "
                                  f"(or pass a run directory or .keras file).")
+            from kerasnets.data.folders import open_image
             from kerasnets.interop.imagenet import predict_imagenet
 
+            for image in args.images:  # a bad file: one line, before the weights load
+                open_image(image, "rgb")
             model = kerasnets.create_model(args.model, weights="imagenet")
             results = predict_imagenet(model, args.images, top=args.top_k)
         else:

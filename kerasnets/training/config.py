@@ -202,8 +202,9 @@ def build_parser(prog="train.py"):
     by_name = {f.name: f for f, _ in declared(TrainConfig)}
     parser.add_argument("model", nargs="?", help=help_text(by_name["model"]))
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run "
-                        "from its last completed epoch, with the settings in its "
-                        "config.json")
+                        "from its last backup (an epoch's end, or within an epoch: "
+                        "--backup-every), with the settings in its config.json; a "
+                        "finished run is refused")
     groups = {DATA: parser.add_argument_group(DATA)}
     groups[DATA].add_argument("--model-option", action="append", type=_parse_model_option,
                               default=[], metavar="KEY=VALUE", dest="model_options",
