@@ -32,9 +32,10 @@ def _peak_rss_mb():
 
 def _random_batch(spec, channels_first=False):
     rng = np.random.RandomState(0)
-    size, batch = spec["image_size"], spec["batch_size"]
-    shape = (batch, 3, size, size) if channels_first else (batch, size, size, 3)
-    return rng.rand(*shape).astype("float32"), rng.randint(0, 1000, batch).astype("int32")
+    size, batch, channels = spec["image_size"], spec["batch_size"], spec.get("channels", 3)
+    shape = (batch, channels, size, size) if channels_first else (batch, size, size, channels)
+    labels = rng.randint(0, spec.get("num_classes", 1000), batch).astype("int32")
+    return rng.rand(*shape).astype("float32"), labels
 
 
 class _StepTimer:
@@ -68,8 +69,12 @@ def _keras_model(spec):
                    classes=1000, classifier_activation=None)
     import kerasnets
 
-    return kerasnets.create_model(spec["model"], input_shape=(spec["image_size"],) * 2 + (3,),
-                                  **spec.get("options", {}))
+    model = kerasnets.create_model(
+        spec["model"], num_classes=spec.get("num_classes", 1000),
+        input_shape=(spec["image_size"],) * 2 + (spec.get("channels", 3),),
+        **spec.get("options", {}))
+    spec["macs"] = kerasnets.count_macs(model)  # per image, forward
+    return model
 
 
 def run_keras(spec):
@@ -109,7 +114,11 @@ def run_torchvision(spec):
 
     torch.manual_seed(0)
     channels_last = spec.get("memory_format") == "channels_last"
-    model = torchvision.models.get_model(spec["model"], weights=None, num_classes=1000)
+    model = torchvision.models.get_model(spec["model"], weights=None,
+                                         num_classes=spec.get("num_classes", 1000))
+    if spec.get("options", {}).get("small_input"):  # the same stem change as kerasnets'
+        model.conv1 = torch.nn.Conv2d(spec.get("channels", 3), 64, 3, 1, 1, bias=False)
+        model.maxpool = torch.nn.Identity()
     x, y = _random_batch(spec, channels_first=True)
     x, y = torch.from_numpy(x), torch.from_numpy(y).long()
     if channels_last:
@@ -233,13 +242,29 @@ def run_fit_pipeline(spec):
             "backend": keras.backend.backend(), "peak_memory_mb": _peak_rss_mb()}
 
 
-RUNNERS = {"kerasnets": run_keras, "keras_apps": run_keras, "torchvision": run_torchvision,
+def run_matmul(spec):
+    """This machine's fp32 matmul rate (torch, 2048x2048), the roof the GFLOP/s of the
+    training rows are read against."""
+    import torch
+
+    n = 2048
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    for _ in range(3):
+        a @ b
+    start, reps = time.perf_counter(), 20
+    for _ in range(reps):
+        a @ b
+    return {"gflops": 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9,
+            "backend": "torch", "threads": torch.get_num_threads()}
+
+
+RUNNERS = {"matmul": run_matmul, "kerasnets": run_keras, "keras_apps": run_keras, "torchvision": run_torchvision,
            "pipeline": run_pipeline, "fit_pipeline": run_fit_pipeline}
 
 
 def main(argv=None):
     spec = json.loads((argv or sys.argv[1:])[0])
-    if spec["kind"] == "torchvision":  # torch first: see tests/conftest.py on import order
+    if spec["kind"] in ("torchvision", "matmul"):  # torch first: see tests/conftest.py on import order
         import torch  # noqa: F401
     result = RUNNERS[spec["kind"]](spec)
     print("RESULT " + json.dumps({**spec, **result}), flush=True)
