@@ -25,9 +25,18 @@ def main(argv=None):
                         "quick, 20 full)")
     parser.add_argument("--no-peers", action="store_true", help="kerasnets only")
     parser.add_argument("--no-pipelines", action="store_true", help="skip the pipeline rows")
+    parser.add_argument("--scaling", action="store_true", help="instead: images/s against "
+                        "batch size and image size for the first --models (default resnet18) "
+                        "on each backend and torchvision; writes docs/scaling.png and .json")
     parser.add_argument("--output", default="benchmark-results/latest",
                         help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
+    if args.scaling:
+        from kerasnets.benchmarks.scaling import scaling
+
+        scaling((args.models or ["resnet18"])[0], tuple(args.backends))
+        print("written to docs/scaling.png and docs/scaling.json")
+        return 0
     report = benchmark(args.models, tuple(args.backends), quick=args.quick,
                        repeats=args.repeats, steps=args.steps, peers=not args.no_peers,
                        pipelines=not args.no_pipelines, output=args.output)
