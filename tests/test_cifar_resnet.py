@@ -54,5 +54,5 @@ def test_option_a_shortcut_is_subsampling_and_zero_channels():
 
 
 def test_bad_shortcut_is_a_clear_error():
-    with pytest.raises(ValueError, match="shortcut must be 'A' or 'B'"):
+    with pytest.raises(ValueError, match="option shortcut='C' must be one of 'A', 'B'"):
         kerasnets.create_model("resnet20", shortcut="C")
