@@ -50,9 +50,11 @@ def test_training_order_is_a_seeded_shuffle_per_epoch(sample):
         iterator = iter(data) if kind == "tfdata" else None
         for epoch in range(2):
             if not iterator:
-                pydataset.on_epoch_begin()  # as model.fit does before each epoch
+                pydataset.on_epoch_begin()  # as model.fit does around each epoch
             labels = [np.asarray(next(iterator)[1]) if iterator else pydataset[i][1]
                       for i in range(11)]
+            if not iterator:
+                pydataset.on_epoch_end()
             epochs.append(np.concatenate(labels).argmax(-1))
         for labels in epochs:  # every image once per epoch
             np.testing.assert_array_equal(np.bincount(labels, minlength=10),
@@ -78,6 +80,7 @@ def test_a_resumed_pipeline_continues_the_same_stream(sample, steps):
             while len(out) < n:
                 data.on_epoch_begin()
                 out += [data[i][1] for i in range(len(data))]
+                data.on_epoch_end()
             return out[:n]
 
         full = take(make_pipeline(kind, sample.x_train, sample.y_train, **common),
@@ -151,6 +154,7 @@ def test_augmentation_is_a_function_of_the_seed_and_the_batch_index(sample, kind
         while len(out) < count:
             data.on_epoch_begin()
             out += [data[i] for i in range(len(data))]
+            data.on_epoch_end()
         return out[:count]
 
     first, second = batches(14), batches(14)

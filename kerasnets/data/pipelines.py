@@ -142,7 +142,7 @@ class ArrayDataset(keras.utils.PyDataset):
         self.preprocessor, self.training = preprocessor, training
         self.seed, self.steps = seed, steps
         self.initial_epoch, self.initial_step = initial_epoch, initial_step
-        self._begun = 0  # on_epoch_begin calls (model.fit makes one per epoch)
+        self._begun = self._ended = 0  # epochs begun and ended (model.fit: one each)
         self.label_copies, self.data_format = label_copies, data_format
         # The same layers as tf.data runs, as a TF graph when TF is installed (faster).
         self._apply = tf_graph.numpy_function(
@@ -194,14 +194,22 @@ class ArrayDataset(keras.utils.PyDataset):
 
     @property
     def epoch(self) -> int:
-        """The epoch being served, counted by ``on_epoch_begin`` (``model.fit`` calls it
-        once per epoch on every backend; iterating by hand, call it before each epoch).
-        Not by ``on_epoch_end``: Keras' TensorFlow trainer calls that once more, before
-        the first epoch, after peeking at batches."""
-        return self.initial_epoch + max(self._begun - 1, 0)
+        """The epoch being served: ``initial_epoch`` plus the epochs ended so far.
+
+        ``model.fit`` calls ``on_epoch_begin``, serves the batches, then
+        ``on_epoch_end`` (iterating by hand, do the same). Keras' PyDataset adapter
+        starts its prefetching workers *before* calling ``on_epoch_begin`` and stops them
+        before ``on_epoch_end``, so the count moves at an epoch's end; and only for an
+        epoch that began: Keras' TensorFlow trainer also calls ``on_epoch_end`` once
+        before the first epoch (after peeking at batches)."""
+        return self.initial_epoch + self._ended
 
     def on_epoch_begin(self):
         self._begun += 1
+
+    def on_epoch_end(self):
+        if self._begun > self._ended:
+            self._ended += 1
 
 
 def make_pipeline(kind, x, y, **kwargs):
