@@ -28,7 +28,7 @@ from kerasnets.backends import devices
 
 # XLA:CPU's convolution is slow on tiny feature maps (a 3x3 512->512 convolution on
 # 2x2 maps: 1.6 s forward+backward at batch 32, 40 ms as im2col + matmul); from 4x4 on
-# the two are even (measured with /tmp micro-benchmarks, see docs/benchmarks.md).
+# the two are even (``python -m kerasnets.benchmarks.jax_conv``, docs/benchmarks.md).
 IM2COL_MAX_OUTPUT_PIXELS = 9
 
 

@@ -294,7 +294,7 @@ def targets(table, models, backends) -> list[dict]:
     for b in backends:
         memory = table.get(job_key({"kind": "fit_pipeline", "model": "lenet5", "backend": b,
                                     "pipeline": "memory"}), {}).get("train_images_per_second")
-        for pipe in ("tfdata", "pydataset"):
+        for pipe in ("tfdata", "pydataset") if memory else ():  # --no-pipelines: no rows
             fed = table.get(job_key({"kind": "fit_pipeline", "model": "lenet5", "backend": b,
                                      "pipeline": pipe}), {}).get("train_images_per_second")
             rows.append(row(f"fit via {pipe} vs in-memory tensors on {b}",
