@@ -20,7 +20,7 @@ Keras cache.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class Dataset:
 
     ``x_val``/``y_val`` are None when there is no validation split.
     ``source`` is the path the data was read from, or ``"synthetic"``.
+    An image folder's ``x_*`` are :class:`~kerasnets.data.streamed.FolderImages`
+    (paths, decoded per batch by the pipelines) unless loaded with ``streamed=False``;
+    ``skipped_images`` is ``{path: what is wrong}`` of the files left out, growing
+    while a streamed folder finds more.
     """
     name: str
     x_train: np.ndarray
@@ -49,6 +53,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: list
     source: str
+    skipped_images: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # The trainer relies on these invariants; check them once, here.
@@ -86,7 +91,8 @@ class Dataset:
 def load_dataset(name: str = "fashion_mnist", *, data_dir=None, val_fraction: float = 0.0,
                  seed: int = 0, image_size=None, synthetic_shape=(32, 32, 3),
                  synthetic_classes: int = 10, synthetic_size=(512, 128),
-                 download: bool = True) -> Dataset:
+                 download: bool = True, streamed: bool = True, strict_images: bool = False,
+                 image_cache=None) -> Dataset:
     """Load a data set by name (see :data:`DATASETS`).
 
     Args:
@@ -104,6 +110,12 @@ def load_dataset(name: str = "fashion_mnist", *, data_dir=None, val_fraction: fl
         synthetic_classes: number of ``synthetic`` classes.
         synthetic_size: ``(n_train, n_test)`` of ``synthetic``.
         download: fetch through ``keras.utils.get_file`` when found nowhere.
+        streamed: ``folder`` only: keep file paths and decode per batch in the input
+            pipeline (memory bounded); False decodes every image now (small folders).
+        strict_images: ``folder`` only: an unusable image file is an error (all of them
+            named); by default such files are skipped and listed in ``skipped_images``.
+        image_cache: ``folder`` only, streamed: ``"memory"`` or a directory (a
+            memory-mapped file) to keep decoded images for later epochs.
 
     Raises:
         DatasetNotFoundError: the files are nowhere (the message lists where we looked).
@@ -114,9 +126,12 @@ def load_dataset(name: str = "fashion_mnist", *, data_dir=None, val_fraction: fl
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     size = _as_image_size(image_size)
+    skipped = {}
 
     if spec.format is folders.load_folder:  # splits come from the folders themselves
-        splits, class_names, source = folders.load_folder(data_dir, val_fraction, seed, size)
+        splits, class_names, source, skipped = folders.load_folder(
+            data_dir, val_fraction, seed, size, streamed=streamed, strict=strict_images,
+            cache=image_cache)
     else:
         if spec.format is synthetic.make_synthetic:
             splits, class_names = synthetic.make_synthetic(synthetic_shape, synthetic_classes,
@@ -130,7 +145,7 @@ def load_dataset(name: str = "fashion_mnist", *, data_dir=None, val_fraction: fl
 
     x_val, y_val = splits.get("val", (None, None))
     return Dataset(spec.name, *splits["train"], x_val, y_val, *splits["test"],
-                   class_names=list(class_names), source=source)
+                   class_names=list(class_names), source=source, skipped_images=skipped)
 
 
 def _as_image_size(image_size):

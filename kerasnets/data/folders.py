@@ -7,14 +7,21 @@
   the splits; with no ``test/``, ``val/`` is what we evaluate on, and
   ``val_fraction`` then carves a validation split off ``train/``.
 
-Splits are decided on the file list, before any image is decoded. Images are
-decoded by ``keras.utils.load_img`` (RGB, bilinear resize); keras and PIL are
-imported only then, so that scanning and importing this module need neither.
+``--data-dir`` may also be a CSV file of ``path,label`` rows
+(:mod:`kerasnets.data.image_lists`). Splits are decided on the file list, before any
+image is decoded; every file's header is then checked (cheap), the bad files are
+skipped and named (or, ``strict``, an error), and the images are either streamed
+(:class:`~kerasnets.data.streamed.FolderImages`: decoded batch by batch in the input
+pipeline) or decoded here into one array (``streamed=False``, small folders). Both
+decode with :func:`decode_image` (PIL, bilinear resize), so they give the same pixels.
+PIL is imported only when needed, so that scanning and importing this module need
+neither it nor keras.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +30,8 @@ from kerasnets.data.errors import CorruptDatasetError, DatasetNotFoundError
 from kerasnets.data.splits import carve_val, stratified_split, take
 
 __all__ = ["DEFAULT_TEST_FRACTION", "IMAGE_EXTENSIONS", "bad_images_error",
-           "common_image_size", "image_sizes", "load_folder", "open_image", "read_images",
-           "scan_image_folder"]
+           "common_image_size", "decode_image", "image_sizes", "load_folder", "open_image",
+           "read_images", "scan_image_folder"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"})
@@ -35,8 +42,10 @@ SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation"), "test": ("test"
 DEFAULT_TEST_FRACTION = 0.2
 
 # Errors PIL raises on a file that is not a (complete) image; UnidentifiedImageError
-# is an OSError.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError)
+# is an OSError, a cut PNG chunk may surface as struct.error or EOFError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+# 16-bit grayscale modes: scaled to 8 bits (PIL's convert("L") would clip at 255).
+_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def _visible(name: str) -> bool:
@@ -114,6 +123,10 @@ def scan_image_folder(root: Path):
         raise DatasetNotFoundError(
             f"{pool}: no class sub-folders; expected one sub-folder per class, e.g. "
             f"{pool}/cat/*.jpg and {pool}/dog/*.jpg")
+    if len(class_names) == 1:
+        raise CorruptDatasetError(
+            f"{pool}: only one class sub-folder ({class_names[0]}/); a classifier needs at "
+            f"least two, e.g. {pool}/cat/*.jpg and {pool}/dog/*.jpg")
     empty = []
     splits = {s: _scan_split(d, class_names, empty) for s, d in split_dirs.items()} or {
         "all": _scan_split(root, class_names, empty)}
@@ -163,25 +176,59 @@ def _pixel_limit_text(exc) -> str:
             f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
 
 
+def _jpeg_is_complete(path: Path) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (two bytes read): a cut file
+    does not, and is then decoded up front to tell (a few valid files have trailing
+    bytes; only those pay the decode)."""
+    with open(path, "rb") as f:
+        f.seek(-2, os.SEEK_END)
+        return f.read(2) == b"\xff\xd9"
+
+
+def inspect_image(path: Path):
+    """``((height, width), None)`` for a usable image, ``(None, what is wrong)`` else.
+
+    Reads the header and checks what can be checked without decoding: empty file,
+    unknown format, PIL's ``verify()`` (a PNG's chunk checksums), a decompression bomb,
+    a JPEG without its end marker (then decoded, to be sure).
+    """
+    from PIL import Image
+
+    try:
+        if os.path.getsize(path) == 0:
+            return None, "empty file (0 bytes): not an image"
+        with Image.open(path) as img:
+            size, kind = (img.size[1], img.size[0]), img.format
+        try:
+            with Image.open(path) as img:  # verify() leaves the image unusable: reopen
+                img.verify()
+            if kind == "JPEG" and not _jpeg_is_complete(path):
+                decode_image(path)
+        except CorruptDatasetError as exc:
+            return None, str(exc).removeprefix(f"{path}: ")
+        except _DECODE_ERRORS as exc:
+            return None, f"cannot be decoded ({exc}): damaged or truncated"
+    except _bomb_error() as exc:  # not an OSError
+        return None, f"too large: {_pixel_limit_text(exc)}"
+    except _DECODE_ERRORS as exc:
+        return None, f"cannot be read as an image ({exc})"
+    return size, None
+
+
 def image_sizes(paths: list[Path]) -> tuple[dict, dict]:
-    """Read every file's header (nothing is decoded), one pass over all of them.
+    """Check every file's header (:func:`inspect_image`), one pass over all of them.
 
     Returns:
         ``({path: (height, width)}, {path: what is wrong})``: every unreadable file and
         every decompression bomb, not only the first.
     """
-    # PIL directly, not keras.utils.load_img: only the header is read, nothing decoded.
-    from PIL import Image
-
     sizes, bad = {}, {}
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                sizes[path] = (img.size[1], img.size[0])
-        except _bomb_error() as exc:  # not an OSError
-            bad[path] = f"too large: {_pixel_limit_text(exc)}"
-        except _DECODE_ERRORS as exc:
-            bad[path] = f"cannot be read as an image ({exc})"
+        size, problem = inspect_image(path)
+        if problem:
+            bad[path] = problem
+        else:
+            sizes[path] = size
     return sizes, bad
 
 
@@ -193,6 +240,15 @@ def bad_images_error(bad: dict) -> CorruptDatasetError:
     count = f"{len(items)} image files are" if len(items) > 1 else "1 image file is"
     them = "them" if len(items) > 1 else "it"
     return CorruptDatasetError(f"{count} unusable (fix or remove {them}): {shown}{more}")
+
+
+def skipped_note(bad: dict, limit: int = 10) -> str:
+    """One line for the output: how many files were skipped, the first ``limit`` named."""
+    names = sorted(str(p) for p in bad)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return (f"skipped {len(names)} unusable image file{'s' if len(names) > 1 else ''} "
+            f"(all listed in config.json; --strict-images makes them an error): "
+            f"{', '.join(names[:limit])}{more}")
 
 
 def common_image_size(paths: list[Path]) -> tuple[int, int]:
@@ -223,16 +279,31 @@ def _one_size(sizes: dict) -> tuple[int, int]:
     return height, width
 
 
+def _converted(img, color_mode: str):
+    """``img`` in RGB (or L for ``"grayscale"``), the same way for every source mode:
+    palette via RGBA, alpha dropped (as torchvision's loader), 16-bit scaled to 8."""
+    from PIL import Image
+
+    if img.mode in _HIGH_DEPTH_MODES:
+        high = np.asarray(img).astype(np.uint32) >> 8
+        img = Image.fromarray(np.clip(high, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "P":
+        img = img.convert("RGBA")
+    target = "L" if color_mode == "grayscale" else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
 def open_image(path, color_mode: str = "rgb", target_size=None):
-    """One image file, decoded (``keras.utils.load_img``: PIL, bilinear resize to
-    ``target_size`` = ``(height, width)`` if given), or one clear error naming it.
+    """One image file, decoded (PIL; any colour mode converted as :func:`_converted`
+    says; bilinear resize to ``target_size`` = ``(height, width)`` if given), or one
+    clear error naming it.
 
     Raises:
         DatasetNotFoundError: no such file.
         CorruptDatasetError: a directory, not an image, truncated or damaged, or over
             PIL's decompression-bomb limit (the message says which, and what to do).
     """
-    from keras.utils import load_img  # lazy: keras loads its backend
+    from PIL import Image
 
     path = Path(path)
     if path.is_dir():
@@ -241,15 +312,23 @@ def open_image(path, color_mode: str = "rgb", target_size=None):
     if not path.exists():
         raise DatasetNotFoundError(f"No image file {path}")
     try:
-        img = load_img(path, color_mode=color_mode, target_size=target_size,
-                       interpolation="bilinear")
-        img.load()  # an RGB file is decoded lazily: make a truncated one fail here
+        with Image.open(path) as raw:
+            raw.load()  # decoded here, so that a truncated file fails here
+            img = _converted(raw, color_mode)
+        if target_size is not None and img.size != (target_size[1], target_size[0]):
+            img = img.resize((target_size[1], target_size[0]), Image.BILINEAR)
     except _bomb_error() as exc:
         raise CorruptDatasetError(f"{path}: too large: {_pixel_limit_text(exc)}") from None
     except _DECODE_ERRORS as exc:
         raise CorruptDatasetError(f"{path}: cannot be decoded ({exc}): not an image, or "
                                   f"damaged or truncated") from None
     return img
+
+
+def decode_image(path, image_size=None) -> np.ndarray:
+    """One image file as ``uint8`` RGB ``(height, width, 3)``, resized to ``image_size``:
+    the one decoder of the in-memory reader and of both streaming pipelines."""
+    return np.asarray(open_image(path, "rgb", image_size))
 
 
 def _decode(paths: list[Path], height: int, width: int, bad: dict) -> np.ndarray:
@@ -259,7 +338,7 @@ def _decode(paths: list[Path], height: int, width: int, bad: dict) -> np.ndarray
         if path in bad:
             continue
         try:
-            out[i] = np.asarray(open_image(path, "rgb", (height, width)))
+            out[i] = decode_image(path, (height, width))
         except CorruptDatasetError as exc:
             bad[path] = str(exc).removeprefix(f"{path}: ")
     return out
@@ -285,34 +364,76 @@ def read_images(paths: list[Path], image_size: tuple[int, int] | None = None) ->
     return out
 
 
-def load_folder(data_dir, val_fraction: float, seed: int, image_size):
-    """Read a class-per-sub-folder image tree; splits are decided before decoding.
-
-    Returns:
-        ``({split: (images, labels)}, class_names, source)``.
-    """
+def scan(data_dir):
+    """``(class_names, {split: (paths, labels)})`` of a class-per-folder tree or of a CSV
+    file of ``path,label`` rows."""
     if data_dir is None:
         raise ValueError("the 'folder' data set needs data_dir (--data-dir): a directory "
-                         "with one sub-folder of images per class")
-    class_names, scanned = scan_image_folder(data_dir)
+                         "with one sub-folder of images per class, or a CSV file of "
+                         "path,label rows")
+    if Path(data_dir).suffix.lower() == ".csv":
+        from kerasnets.data.image_lists import scan_csv
+
+        return scan_csv(data_dir)
+    return scan_image_folder(data_dir)
+
+
+def _without_bad(splits: dict, bad: dict, class_names: list) -> dict:
+    """The splits without the bad files; a training class left with none is an error."""
+    kept = {}
+    for split, (paths, labels) in splits.items():
+        keep = np.array([p not in bad for p in paths], bool)
+        kept[split] = ([p for p, k in zip(paths, keep) if k], labels[keep])
+    lost = sorted(set(range(len(class_names))) - set(kept["train"][1].tolist()))
+    if lost:
+        raise CorruptDatasetError(
+            f"class{'es' if len(lost) > 1 else ''} {', '.join(class_names[c] for c in lost)} "
+            f"{'have' if len(lost) > 1 else 'has'} no usable training image (every one is "
+            f"unusable: {bad_images_error(bad)})")
+    return kept
+
+
+def load_folder(data_dir, val_fraction: float, seed: int, image_size, *, streamed=True,
+                strict=False, cache=None):
+    """Read a class-per-sub-folder image tree (or a CSV of ``path,label`` rows); splits
+    are decided before anything is decoded.
+
+    Args:
+        streamed: keep paths (:class:`~kerasnets.data.streamed.FolderImages`), decoded
+            per batch by the input pipeline; False decodes every image here.
+        strict: any unusable file is an error naming them all; else they are skipped
+            and listed in the returned ``skipped`` (files found bad only when a batch
+            decodes them are added there as they are met).
+        cache: streamed only: ``None``, ``"memory"`` or a directory, to keep decoded
+            images for later epochs (see ``FolderImages``).
+
+    Returns:
+        ``({split: (images, labels)}, class_names, source, skipped)``.
+    """
+    class_names, scanned = scan(data_dir)
     splits = _split_paths(scanned, val_fraction, seed)
-    # Every file's header first (cheap), then every file decoded: each bad file is
-    # found and all of them are named in one error, not one per run.
+    # Every file's header first (cheap): every bad file is found and named at once.
     all_paths = [p for paths, _ in splits.values() for p in paths]
     sizes, bad = image_sizes(all_paths)
-    if image_size is None:
-        try:  # one size for every split, so a model fits them all
-            image_size = _one_size(sizes)
-        except ValueError:
-            if not bad:
-                raise
-            # The unusable files first (they may be the odd sizes out); decoding the
-            # others at any one size finds the truncated ones, to name them all at once.
-            if sizes:
-                _decode(all_paths, *next(iter(sizes.values())), bad)
-            raise bad_images_error(bad) from None
-    decoded = {s: (_decode(paths, *image_size, bad), labels)
-               for s, (paths, labels) in splits.items()}
-    if bad:
+    if bad and strict:
         raise bad_images_error(bad)
-    return decoded, class_names, str(Path(data_dir))
+    if image_size is None:  # one size for every split, so a model fits them all
+        image_size = _one_size(sizes)
+    splits = _without_bad(splits, bad, class_names)
+    if streamed:
+        from kerasnets.data.streamed import FolderImages
+
+        images = {s: FolderImages(paths, image_size, skipped=bad, strict=strict, cache=cache)
+                  for s, (paths, _) in splits.items()}
+        return ({s: (images[s], labels) for s, (_, labels) in splits.items()}, class_names,
+                str(Path(data_dir)), bad)
+    decoded = {}
+    for split, (paths, labels) in splits.items():
+        met = {}
+        x = _decode(paths, *image_size, met)
+        if met and strict:
+            raise bad_images_error(met)
+        keep = np.array([p not in met for p in paths], bool)
+        bad.update(met)
+        decoded[split] = (x[keep], labels[keep])
+    return decoded, class_names, str(Path(data_dir)), bad

@@ -1,6 +1,9 @@
 """The two input pipelines that feed ``model.fit``: tf.data and ``keras.utils.PyDataset``.
 
-Both take in-memory ``uint8`` images, share the preprocessing of
+Both take ``uint8`` images, in memory or streamed from an image folder
+(:class:`~kerasnets.data.streamed.FolderImages`: decoded batch by batch, in
+parallel map calls or workers; a file that fails to decode leaves its batch one
+image shorter), share the preprocessing of
 :mod:`kerasnets.data.preprocess`, and give identical batches when nothing
 random is involved (``tests/test_pipelines.py``). Training order is a seeded
 shuffle per epoch, and the augmentation of a batch a function of (seed, the
@@ -22,6 +25,7 @@ import numpy as np
 
 from kerasnets.backends import tf_graph
 from kerasnets.data.preprocess import Preprocessor, load_batch_numpy
+from kerasnets.data.streamed import FolderImages, gather_images
 
 PIPELINES = ("tfdata", "pydataset")
 
@@ -49,7 +53,8 @@ def pad_and_shard(x, y, multiple, index=0, count=1):
     order = np.arange(padded)[index::count]
     weights = (order < n).astype("float32")
     order = np.where(order < n, order, 0)
-    return x[order], y[order], weights
+    rows = x.subset(order) if isinstance(x, FolderImages) else x[order]  # nothing decoded
+    return rows, y[order], weights
 
 
 # --- tf.data ------------------------------------------------------------------------
@@ -64,14 +69,18 @@ def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, tra
     starting after ``initial_epoch`` epochs and ``initial_step`` batches of the
     next (a resumed run).
 
-    The uint8 images are held once in memory (the cache); each epoch shuffles
-    indices with a seeded, per-epoch reshuffle, batches them, and a parallel map
-    gathers and augments the batch; prefetch overlaps it with training.
+    In-memory uint8 images are held once as a tensor; streamed ones
+    (``FolderImages``) are decoded per batch by ``tf.numpy_function`` (PIL, which
+    releases the GIL, so the parallel map calls decode in parallel). Each epoch
+    shuffles indices with a seeded, per-epoch reshuffle, batches them, and a
+    parallel map gathers and augments the batch; prefetch overlaps it with training.
     """
     import tensorflow as tf  # tf.data is TensorFlow's, on every Keras backend
 
     n = len(x)
-    images, labels = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    streamed = isinstance(x, FolderImages)
+    images = None if streamed else tf.convert_to_tensor(x)
+    labels = tf.convert_to_tensor(y)
     weights = None if sample_weight is None else tf.convert_to_tensor(sample_weight)
     if training:
         # Epoch k's order is a stateless function of (seed, k): the same whatever
@@ -97,8 +106,15 @@ def tf_dataset(x, y, *, num_classes, batch_size, preprocessor: Preprocessor, tra
     pad = prep.crop_padding if training else 0
     to_rgb = x.shape[-1] == 1 and prep.channels == 3
 
+    def gather(indices):  # (images, the indices kept): a bad file leaves its batch
+        if not streamed:
+            return tf.gather(images, indices), indices
+        batch, kept = tf.numpy_function(x.load, [indices], [tf.uint8, tf.int64])
+        batch.set_shape([None, *x.shape[1:]])
+        return batch, tf.ensure_shape(kept, [None])
+
     def load(position, indices):  # the tf twin of preprocess.load_batch_numpy
-        batch = tf.gather(images, indices)
+        batch, indices = gather(indices)
         if pad:
             batch = tf.pad(batch, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         if to_rgb:
@@ -181,8 +197,8 @@ class ArrayDataset(keras.utils.PyDataset):
         if index >= len(self):
             raise IndexError(index)
         position = index + self._start if self.training else index
-        indices = self.batch_indices(position)
-        images, labels = load_batch_numpy(self.x, self.y, indices,
+        images, indices = gather_images(self.x, self.batch_indices(position))
+        images, labels = load_batch_numpy(images, self.y[indices], slice(None),
                                           preprocessing=self.preprocessor.preprocessing,
                                           num_classes=self.num_classes, training=self.training)
         batch_seed = np.array([self.seed, self.epoch * self._steps + position], np.int64)

@@ -89,7 +89,10 @@ class Preprocessing:
 
 
 def channel_statistics(x_uint8: np.ndarray, channels: int) -> tuple[tuple, tuple]:
-    """Per-channel mean and std of ``uint8`` NHWC images, in [0, 1] units."""
+    """Per-channel mean and std of ``uint8`` NHWC images, in [0, 1] units (of a seeded
+    sample of a streamed folder's images, which are not all in memory)."""
+    if hasattr(x_uint8, "sample"):  # kerasnets.data.streamed.FolderImages
+        x_uint8 = x_uint8.sample()
     x = x_uint8.reshape(-1, x_uint8.shape[-1]).astype(np.float64) / 255.0
     mean, std = x.mean(axis=0), x.std(axis=0)
     if x_uint8.shape[-1] == 1 and channels == 3:

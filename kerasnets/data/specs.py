@@ -127,7 +127,8 @@ _SPECS = (
            "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),
     DatasetSpec(
         name="folder",
-        description="your own images: --data-dir with one sub-folder per class, optionally "
+        description="your own images, streamed from disk: --data-dir with one sub-folder "
+                    "per class, or a CSV file of path,label rows; optionally "
                     "inside train/ and val/ or test/",
         format=folders.load_folder),
     DatasetSpec(

@@ -74,6 +74,14 @@ class TrainConfig:
                           metavar="ALPHA", to_preprocessing=True)
     cutmix: float = option(0.0, "CutMix alpha (0: off)", DATA, limit=non_negative,
                            metavar="ALPHA", to_preprocessing=True)
+    strict_images: bool = option(False, "folder data sets: an unusable image file (empty, "
+                                 "truncated, not an image, too large) is an error naming "
+                                 "them all, instead of being skipped and listed in "
+                                 "config.json and metrics.json", DATA)
+    image_cache: str | None = option(
+        None, "folder data sets: keep decoded images for later epochs, in 'memory' or in a "
+        "memory-mapped file in the existing directory DIR (removed after the run)", DATA,
+        metavar="memory|DIR", default_text="off: every epoch decodes again")
     pipeline: str = option("tfdata", "input pipeline: tfdata (tf.data) or pydataset "
                            "(keras.utils.PyDataset)", DATA, choices=tuple(PIPELINES))
     workers: int = option(2, "PyDataset workers", DATA, limit=positive)

@@ -47,7 +47,8 @@ def prepare(config: TrainConfig) -> Prepared:
             f"{info.min_input_size}x{info.min_input_size}. Use --image-size "
             f"{max(info.min_input_size, 32)} or more.")
     data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
-                        val_fraction=config.val_fraction, seed=config.seed, image_size=size)
+                        val_fraction=config.val_fraction, seed=config.seed, image_size=size,
+                        strict_images=config.strict_images, image_cache=config.image_cache)
     height, width, channels = data.input_shape
     if min(height, width) < info.min_input_size:
         raise TrainingError(

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 import kerasnets
-from kerasnets.data import Preprocessor
+from kerasnets.data import Preprocessor, folders
 from kerasnets.data.pipelines import make_pipeline, pad_and_shard, steps_per_epoch
 from kerasnets.training import artifacts, distribute
 from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulStop,
@@ -109,6 +109,7 @@ def _run_record(fit: Fit) -> dict:
     c, data, dist = fit.config, fit.prepared.data, fit.dist
     return {"settings": c.to_dict(), "preprocessing": fit.prepared.preprocessing.to_dict(),
             "class_names": data.class_names, "data_source": data.source,
+            "skipped_images": _skipped(data),
             "input_shape": list(fit.prepared.input_shape), "num_classes": data.num_classes,
             "backend": keras.backend.backend(), "effective_lr": effective_lr(c),
             "distribution": dist.describe(), "versions": artifacts.package_versions(),
@@ -306,7 +307,14 @@ def _metrics(fit: Fit, run: RunDir, model, recorder, best, throughput) -> dict:
             "best_val_accuracy": best.best if math.isfinite(best.best) else None,
             "best_epoch": best.best_epoch or run.previous.get("best_epoch"),
             "validation_split": "val" if fit.prepared.data.x_val is not None else "test",
-            "replicas": dist.replicas, "processes": dist.num_processes}
+            "replicas": dist.replicas, "processes": dist.num_processes,
+            "skipped_images": _skipped(fit.prepared.data)}  # with those met in training
+
+
+def _skipped(data) -> dict:
+    """``{path: what is wrong}`` of the image files a folder data set left out."""
+    return {str(path): why for path, why in sorted(data.skipped_images.items(),
+                                                   key=lambda item: str(item[0]))}
 
 
 def _announce(fit: Fit, run: RunDir):
@@ -320,6 +328,9 @@ def _announce(fit: Fit, run: RunDir):
                                               "step": run.initial_step}) + ")"
              if run.resuming else ""),
           flush=True)
+    if fit.prepared.data.skipped_images:
+        print(f"kerasnets: {folders.skipped_note(fit.prepared.data.skipped_images)}",
+              flush=True)
 
 
 def _pipeline_options(fit: Fit, label_copies: int) -> dict:
