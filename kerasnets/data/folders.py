@@ -420,13 +420,14 @@ def load_folder(data_dir, val_fraction: float, seed: int, image_size, *, streame
     if image_size is None:  # one size for every split, so a model fits them all
         image_size = _one_size(sizes)
     splits = _without_bad(splits, bad, class_names)
+    skipped = {str(path): why for path, why in bad.items()}  # streaming adds to it
     if streamed:
         from kerasnets.data.streamed import FolderImages
 
-        images = {s: FolderImages(paths, image_size, skipped=bad, strict=strict, cache=cache)
-                  for s, (paths, _) in splits.items()}
+        images = {s: FolderImages(paths, image_size, skipped=skipped, strict=strict,
+                                  cache=cache) for s, (paths, _) in splits.items()}
         return ({s: (images[s], labels) for s, (_, labels) in splits.items()}, class_names,
-                str(Path(data_dir)), bad)
+                str(Path(data_dir)), skipped)
     decoded = {}
     for split, (paths, labels) in splits.items():
         met = {}
@@ -434,6 +435,6 @@ def load_folder(data_dir, val_fraction: float, seed: int, image_size, *, streame
         if met and strict:
             raise bad_images_error(met)
         keep = np.array([p not in met for p in paths], bool)
-        bad.update(met)
+        skipped.update((str(path), why) for path, why in met.items())
         decoded[split] = (x[keep], labels[keep])
-    return decoded, class_names, str(Path(data_dir)), bad
+    return decoded, class_names, str(Path(data_dir)), skipped
