@@ -178,7 +178,7 @@ def test_decompression_bomb_in_a_folder_names_the_file_and_the_limit(tmp_path):
     write_images(root / "dog", 3)
     bomb = huge_png(root / "dog" / "huge.png")
     with pytest.raises(CorruptDatasetError) as err:
-        load_dataset("folder", data_dir=root, image_size=8)
+        load_dataset("folder", data_dir=root, image_size=8, strict_images=True)
     message = str(err.value)
     assert str(bomb) in message and "196000000 pixels" in message
     assert "MAX_IMAGE_PIXELS" in message and len(message.splitlines()) == 1
@@ -193,7 +193,7 @@ def test_decompression_bomb_with_a_lowered_limit(tmp_path, monkeypatch):
     shutil.copy(big / "0.png", root / "dog" / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
     with pytest.raises(CorruptDatasetError, match="MAX_IMAGE_PIXELS") as err:
-        load_dataset("folder", data_dir=root)
+        load_dataset("folder", data_dir=root, strict_images=True)
     assert str(root / "dog" / "big.png") in str(err.value)
     with pytest.raises(CorruptDatasetError, match="too large") as err:
         load_images([root / "dog" / "big.png"], (8, 8), 3)
@@ -260,6 +260,8 @@ def test_empty_class_folder_is_an_error_naming_it(tmp_path):
 
 
 def test_every_bad_image_is_named_up_front(tmp_path):
+    """--strict-images: every bad file named in one error (by default they are skipped
+    and named: tests/test_folders.py)."""
     root = tmp_path / "pets"
     write_images(root / "cat", 4)
     write_images(root / "dog", 4)
@@ -272,7 +274,7 @@ def test_every_bad_image_is_named_up_front(tmp_path):
         bad.append(truncated_jpeg(root / "dog" / f"cut{i:02}.jpg"))
     for image_size in (8, None):  # None: the readable images differ in size as well
         with pytest.raises(CorruptDatasetError) as err:
-            load_dataset("folder", data_dir=root, image_size=image_size)
+            load_dataset("folder", data_dir=root, image_size=image_size, strict_images=True)
         message = str(err.value)
         assert message.startswith("12 image files are unusable") and "and 2 more" in message
         named = [p for p in bad if str(p) in message]

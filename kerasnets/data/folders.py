@@ -123,10 +123,6 @@ def scan_image_folder(root: Path):
         raise DatasetNotFoundError(
             f"{pool}: no class sub-folders; expected one sub-folder per class, e.g. "
             f"{pool}/cat/*.jpg and {pool}/dog/*.jpg")
-    if len(class_names) == 1:
-        raise CorruptDatasetError(
-            f"{pool}: only one class sub-folder ({class_names[0]}/); a classifier needs at "
-            f"least two, e.g. {pool}/cat/*.jpg and {pool}/dog/*.jpg")
     empty = []
     splits = {s: _scan_split(d, class_names, empty) for s, d in split_dirs.items()} or {
         "all": _scan_split(root, class_names, empty)}
@@ -140,6 +136,10 @@ def scan_image_folder(root: Path):
             f"{_listed([str(d) for d in empty], 'class folder')} "
             f"{'has' if len(empty) == 1 else 'have'} no images ({looked_for}): add images "
             f"or remove the folder{'' if len(empty) == 1 else 's'}")
+    if len(class_names) == 1:
+        raise CorruptDatasetError(
+            f"{pool}: only one class sub-folder ({class_names[0]}/); a classifier needs at "
+            f"least two, e.g. {pool}/cat/*.jpg and {pool}/dog/*.jpg")
     return class_names, splits
 
 
