@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kerasnets.data import (CorruptDatasetError, DatasetNotFoundError, Preprocessing,
-                            Preprocessor, load_dataset, make_pipeline)
+                            Preprocessor, channel_statistics, load_dataset, make_pipeline)
 from kerasnets.data.export import write_image_folder
 from kerasnets.data.streamed import FolderImages
 from kerasnets.training.cli import main
@@ -71,6 +71,9 @@ def test_streamed_batches_equal_in_memory_batches(tmp_path, kind):
     np.testing.assert_array_equal(streamed.y_test, memory.y_test)
     np.testing.assert_array_equal(streamed.x_test[np.arange(len(memory.x_test))],
                                   memory.x_test)
+    # --normalize standardize: a seeded sample of 1,000, here all of them
+    np.testing.assert_allclose(channel_statistics(streamed.x_train, 3),
+                               channel_statistics(memory.x_train, 3), rtol=1e-12)
     for training in (False, True):  # training: shuffled, 2 epochs, no augmentation
         count = 12 if training else None
         a = batches(kind, streamed.x_train, streamed.y_train, training=training, count=count)

@@ -3,7 +3,10 @@
 Layout: :mod:`~kerasnets.data.specs` (one declarative spec per data set),
 :mod:`~kerasnets.data.datasets` (``load_dataset``), one reader module per format
 (:mod:`~kerasnets.data.idx`, :mod:`~kerasnets.data.cifar`,
-:mod:`~kerasnets.data.folders`, :mod:`~kerasnets.data.synthetic`),
+:mod:`~kerasnets.data.folders` with :mod:`~kerasnets.data.image_lists` for CSV
+lists, :mod:`~kerasnets.data.synthetic`), :mod:`~kerasnets.data.images` (decoding one
+image file), :mod:`~kerasnets.data.streamed` (image folders decoded per batch),
+:mod:`~kerasnets.data.export` (arrays written as an image folder),
 :mod:`~kerasnets.data.locate` (search order, not-found message, download),
 :mod:`~kerasnets.data.splits`, :mod:`~kerasnets.data.preprocess` and
 :mod:`~kerasnets.data.pipelines`.

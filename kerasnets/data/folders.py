@@ -13,7 +13,8 @@ image is decoded; every file's header is then checked (cheap), the bad files are
 skipped and named (or, ``strict``, an error), and the images are either streamed
 (:class:`~kerasnets.data.streamed.FolderImages`: decoded batch by batch in the input
 pipeline) or decoded here into one array (``streamed=False``, small folders). Both
-decode with :func:`decode_image` (PIL, bilinear resize), so they give the same pixels.
+decode with :func:`kerasnets.data.images.decode_image` (PIL, bilinear resize), so they
+give the same pixels.
 PIL is imported only when needed, so that scanning and importing this module need
 neither it nor keras.
 """
@@ -21,12 +22,12 @@ neither it nor keras.
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from kerasnets.data.errors import CorruptDatasetError, DatasetNotFoundError
+from kerasnets.data.images import decode_image, inspect_image, open_image
 from kerasnets.data.splits import carve_val, stratified_split, take
 
 __all__ = ["DEFAULT_TEST_FRACTION", "IMAGE_EXTENSIONS", "bad_images_error",
@@ -41,11 +42,6 @@ SPLIT_DIRS = {"train": ("train",), "val": ("val", "validation"), "test": ("test"
 # a test split is needed, and an empty one is never what was meant.
 DEFAULT_TEST_FRACTION = 0.2
 
-# Errors PIL raises on a file that is not a (complete) image; UnidentifiedImageError
-# is an OSError, a cut PNG chunk may surface as struct.error or EOFError.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
-# 16-bit grayscale modes: scaled to 8 bits (PIL's convert("L") would clip at 255).
-_HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 def _visible(name: str) -> bool:
@@ -163,58 +159,6 @@ def _split_paths(splits: dict, val_fraction: float, seed: int) -> dict:
     return carve_val(splits, val_fraction, seed)
 
 
-def _bomb_error():
-    from PIL import Image
-
-    return Image.DecompressionBombError
-
-
-def _pixel_limit_text(exc) -> str:
-    """PIL's message (it names the image's pixels and the limit), and what to do."""
-    return (f"{str(exc).rstrip('.')} (PIL refuses more than twice "
-            f"PIL.Image.MAX_IMAGE_PIXELS): shrink the image, or raise "
-            f"PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
-
-
-def _jpeg_is_complete(path: Path) -> bool:
-    """Whether a JPEG file ends with its end-of-image marker (two bytes read): a cut file
-    does not, and is then decoded up front to tell (a few valid files have trailing
-    bytes; only those pay the decode)."""
-    with open(path, "rb") as f:
-        f.seek(-2, os.SEEK_END)
-        return f.read(2) == b"\xff\xd9"
-
-
-def inspect_image(path: Path):
-    """``((height, width), None)`` for a usable image, ``(None, what is wrong)`` else.
-
-    Reads the header and checks what can be checked without decoding: empty file,
-    unknown format, PIL's ``verify()`` (a PNG's chunk checksums), a decompression bomb,
-    a JPEG without its end marker (then decoded, to be sure).
-    """
-    from PIL import Image
-
-    try:
-        if os.path.getsize(path) == 0:
-            return None, "empty file (0 bytes): not an image"
-        with Image.open(path) as img:
-            size, kind = (img.size[1], img.size[0]), img.format
-        try:
-            with Image.open(path) as img:  # verify() leaves the image unusable: reopen
-                img.verify()
-            if kind == "JPEG" and not _jpeg_is_complete(path):
-                decode_image(path)
-        except CorruptDatasetError as exc:
-            return None, str(exc).removeprefix(f"{path}: ")
-        except _DECODE_ERRORS as exc:
-            return None, f"cannot be decoded ({exc}): damaged or truncated"
-    except _bomb_error() as exc:  # not an OSError
-        return None, f"too large: {_pixel_limit_text(exc)}"
-    except _DECODE_ERRORS as exc:
-        return None, f"cannot be read as an image ({exc})"
-    return size, None
-
-
 def image_sizes(paths: list[Path]) -> tuple[dict, dict]:
     """Check every file's header (:func:`inspect_image`), one pass over all of them.
 
@@ -277,58 +221,6 @@ def _one_size(sizes: dict) -> tuple[int, int]:
             f"pass image_size=(height, width) (--image-size PX) to resize them all")
     (height, width), = distinct
     return height, width
-
-
-def _converted(img, color_mode: str):
-    """``img`` in RGB (or L for ``"grayscale"``), the same way for every source mode:
-    palette via RGBA, alpha dropped (as torchvision's loader), 16-bit scaled to 8."""
-    from PIL import Image
-
-    if img.mode in _HIGH_DEPTH_MODES:
-        high = np.asarray(img).astype(np.uint32) >> 8
-        img = Image.fromarray(np.clip(high, 0, 255).astype(np.uint8), "L")
-    elif img.mode == "P":
-        img = img.convert("RGBA")
-    target = "L" if color_mode == "grayscale" else "RGB"
-    return img if img.mode == target else img.convert(target)
-
-
-def open_image(path, color_mode: str = "rgb", target_size=None):
-    """One image file, decoded (PIL; any colour mode converted as :func:`_converted`
-    says; bilinear resize to ``target_size`` = ``(height, width)`` if given), or one
-    clear error naming it.
-
-    Raises:
-        DatasetNotFoundError: no such file.
-        CorruptDatasetError: a directory, not an image, truncated or damaged, or over
-            PIL's decompression-bomb limit (the message says which, and what to do).
-    """
-    from PIL import Image
-
-    path = Path(path)
-    if path.is_dir():
-        raise CorruptDatasetError(f"{path} is a directory, not an image file: pass the "
-                                  f"image files (e.g. {path / '*.jpg'})")
-    if not path.exists():
-        raise DatasetNotFoundError(f"No image file {path}")
-    try:
-        with Image.open(path) as raw:
-            raw.load()  # decoded here, so that a truncated file fails here
-            img = _converted(raw, color_mode)
-        if target_size is not None and img.size != (target_size[1], target_size[0]):
-            img = img.resize((target_size[1], target_size[0]), Image.BILINEAR)
-    except _bomb_error() as exc:
-        raise CorruptDatasetError(f"{path}: too large: {_pixel_limit_text(exc)}") from None
-    except _DECODE_ERRORS as exc:
-        raise CorruptDatasetError(f"{path}: cannot be decoded ({exc}): not an image, or "
-                                  f"damaged or truncated") from None
-    return img
-
-
-def decode_image(path, image_size=None) -> np.ndarray:
-    """One image file as ``uint8`` RGB ``(height, width, 3)``, resized to ``image_size``:
-    the one decoder of the in-memory reader and of both streaming pipelines."""
-    return np.asarray(open_image(path, "rgb", image_size))
 
 
 def _decode(paths: list[Path], height: int, width: int, bad: dict) -> np.ndarray:

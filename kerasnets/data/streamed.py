@@ -4,7 +4,7 @@
 (``shape``, ``dtype``, ``len``, slicing), so ``Dataset``, the trainer and both
 pipelines take it unchanged; the pipelines call :meth:`FolderImages.load` for each
 batch (tf.data through ``tf.numpy_function`` in parallel map calls, PyDataset in its
-workers), which decodes with :func:`kerasnets.data.folders.decode_image`, the in-memory
+workers), which decodes with :func:`kerasnets.data.images.decode_image`, the in-memory
 reader's decoder, so streamed and in-memory batches are the same pixels.
 
 Memory stays bounded by the batches in flight, whatever the folder's size, unless a
@@ -15,7 +15,9 @@ behind; the OS pages it in and out).
 A file found unusable only when decoded (a truncated JPEG whose end marker happens to be
 there) is dropped from its batch (the batch is one image shorter), added to the
 ``skipped`` dict that the ``Dataset`` and the run's ``metrics.json`` report, and printed
-once; with ``strict`` it is an error instead.
+once; with ``strict`` it is an error instead. (PyDataset workers as processes,
+``--use-multiprocessing``, each keep their own cache and their own record of such files:
+the parent then does not see them.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import numpy as np
 
 from kerasnets.data.errors import CorruptDatasetError
+from kerasnets.data.images import decode_image
 
 __all__ = ["FolderImages", "gather_images"]
 
@@ -93,8 +96,6 @@ class FolderImages:
     def load(self, indices) -> tuple[np.ndarray, np.ndarray]:
         """Decode the images at ``indices``: ``(uint8 (k, H, W, 3), the k indices kept)``;
         a file that fails to decode is left out (and recorded), or raises if ``strict``."""
-        from kerasnets.data.folders import decode_image
-
         indices = np.asarray(indices, np.int64).reshape(-1)
         out = np.empty((len(indices), *self.image_size, 3), np.uint8)
         keep = np.ones(len(indices), bool)
@@ -119,10 +120,16 @@ class FolderImages:
         return out[keep], indices[keep]
 
     def sample(self, count: int = STATISTICS_SAMPLE, seed: int = 0) -> np.ndarray:
-        """A seeded sample of up to ``count`` decoded images (the usable ones)."""
+        """A seeded sample of up to ``count`` decoded images (the usable ones), decoded
+        on every core (PIL releases the GIL)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         rng = np.random.default_rng(seed)
         chosen = np.sort(rng.permutation(len(self))[:count])
-        return self.load(chosen)[0]
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            parts = list(pool.map(lambda part: self.load(part)[0],
+                                  np.array_split(chosen, max(1, len(chosen) // 32))))
+        return np.concatenate(parts) if parts else self.load(chosen)[0]
 
     def _met_bad(self, i, error):
         path = self.paths[i]
