@@ -287,8 +287,8 @@ def test_export_sizes_are_seeded_and_in_range(tmp_path):
 
 
 def test_training_run_names_the_skipped_files(tmp_path, capsys):
-    root = noise_folder(tmp_path / "noise", per_class=5)
-    bad = root / "cat" / "empty.jpg"
+    root = noise_folder(tmp_path / "noise", per_class=3, classes="abcdef")  # top-5: >= 5
+    bad = root / "a" / "empty.jpg"
     bad.write_bytes(b"")
     common = ["lenet5", "--dataset", "folder", "--data-dir", str(root), "--image-size", "16",
               "--recipe", "none", "--epochs", "1", "--batch-size", "8", "--verbose", "0",

@@ -61,9 +61,11 @@ def inspect_image(path: Path):
             return None, "empty file (0 bytes): not an image"
         with Image.open(path) as img:
             size, kind = (img.size[1], img.size[0]), img.format
+            try:
+                img.verify()  # (the image is unusable after it: nothing more is read)
+            except _DECODE_ERRORS as exc:
+                return None, f"cannot be decoded ({exc}): damaged or truncated"
         try:
-            with Image.open(path) as img:  # verify() leaves the image unusable: reopen
-                img.verify()
             if kind == "JPEG" and not _jpeg_is_complete(path):
                 decode_image(path)
         except CorruptDatasetError as exc:
