@@ -305,3 +305,14 @@ def test_training_run_names_the_skipped_files(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("kerasnets: error: 1 image file is unusable") and str(bad) in err
     assert not (tmp_path / "runs" / "strict").exists()
+
+
+def test_grayscale_is_resized_before_it_becomes_rgb_with_the_same_pixels(tmp_path):
+    from PIL import Image
+
+    from kerasnets.data.images import decode_image
+    noise = np.random.default_rng(2).integers(0, 256, (13, 11), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "grey.png")
+    expected = Image.open(tmp_path / "grey.png").convert("RGB").resize((5, 7), Image.BILINEAR)
+    np.testing.assert_array_equal(decode_image(tmp_path / "grey.png", (7, 5)),
+                                  np.asarray(expected))

@@ -79,24 +79,21 @@ def inspect_image(path: Path):
     return size, None
 
 
-def _converted(img, color_mode: str):
-    """``img`` in RGB (or L for ``"grayscale"``), the same way for every source mode:
-    palette via RGBA, alpha dropped (as torchvision's loader), 16-bit scaled to 8."""
+def _eight_bit(img):
+    """16-bit grayscale scaled to 8 bits (``convert("L")`` would clip at 255); a palette
+    image to RGBA (its transparency kept until the alpha is dropped)."""
     from PIL import Image
 
     if img.mode in _HIGH_DEPTH_MODES:
         high = np.asarray(img).astype(np.uint32) >> 8
-        img = Image.fromarray(np.clip(high, 0, 255).astype(np.uint8), "L")
-    elif img.mode == "P":
-        img = img.convert("RGBA")
-    target = "L" if color_mode == "grayscale" else "RGB"
-    return img if img.mode == target else img.convert(target)
+        return Image.fromarray(np.clip(high, 0, 255).astype(np.uint8), "L")
+    return img.convert("RGBA") if img.mode == "P" else img
 
 
 def open_image(path, color_mode: str = "rgb", target_size=None):
-    """One image file, decoded (PIL; any colour mode converted as :func:`_converted`
-    says; bilinear resize to ``target_size`` = ``(height, width)`` if given), or one
-    clear error naming it.
+    """One image file, decoded (PIL; any colour mode to RGB, or L for ``"grayscale"``:
+    16-bit scaled, alpha dropped; bilinear resize to ``target_size`` = ``(height, width)``
+    if given), or one clear error naming it.
 
     Raises:
         DatasetNotFoundError: no such file.
@@ -111,12 +108,17 @@ def open_image(path, color_mode: str = "rgb", target_size=None):
                                   f"image files (e.g. {path / '*.jpg'})")
     if not path.exists():
         raise DatasetNotFoundError(f"No image file {path}")
+    target = "L" if color_mode == "grayscale" else "RGB"
     try:
         with Image.open(path) as raw:
             raw.load()  # decoded here, so that a truncated file fails here
-            img = _converted(raw, color_mode)
+            img = _eight_bit(raw)
+        if img.mode not in ("L", target):  # CMYK, RGBA...: alpha dropped (torchvision's way)
+            img = img.convert(target)
         if target_size is not None and img.size != (target_size[1], target_size[0]):
             img = img.resize((target_size[1], target_size[0]), Image.BILINEAR)
+        if img.mode != target:  # grayscale to RGB after resizing: the same pixels as
+            img = img.convert(target)  # before it (tested), a third of the work
     except _bomb_error() as exc:
         raise CorruptDatasetError(f"{path}: too large: {_pixel_limit_text(exc)}") from None
     except _DECODE_ERRORS as exc:
