@@ -4,9 +4,10 @@ step, and what the run feeds its model: the data, its ``Preprocessing``, the inp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kerasnets.data import Preprocessing, channel_statistics, load_dataset
+from kerasnets.data.splits import stratified_split
 from kerasnets.factory import check_options
 from kerasnets.registry import model_info
 from kerasnets.training.config import TrainConfig
@@ -48,6 +49,10 @@ def prepare(config: TrainConfig) -> Prepared:
             f"{max(info.min_input_size, 32)} or more.")
     data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                         val_fraction=config.val_fraction, seed=config.seed, image_size=size)
+    for split in ("train", "test"):
+        size = getattr(config, f"{split}_subset")
+        if size is not None:
+            data = _subset(data, split, size, config.seed)
     height, width, channels = data.input_shape
     if min(height, width) < info.min_input_size:
         raise TrainingError(
@@ -68,3 +73,15 @@ def prepare(config: TrainConfig) -> Prepared:
     if config.data_format == "channels_first":
         shape = (channels, height, width)
     return Prepared(config, data, preprocessing, shape)
+
+
+def _subset(data, split: str, size: int, seed: int):
+    """``data`` with a stratified, seeded ``size`` images of its ``split`` (each class
+    keeps its share, rounded, so the count can differ from ``size`` by a few)."""
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    if size >= len(x):
+        raise TrainingError(f"--{split}-subset {size} is not less than the {len(x)} "
+                            f"{split} images of {data.name}: use a smaller N, or drop "
+                            f"the flag.")
+    _, chosen = stratified_split(y, size / len(x), seed)
+    return replace(data, **{f"x_{split}": x[chosen], f"y_{split}": y[chosen]})
