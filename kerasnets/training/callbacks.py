@@ -102,11 +102,12 @@ class TimeLimit(keras.callbacks.Callback):
     other) and ``fit`` returns normally; the trainer then saves and tests the model as
     after a finished run. Not Keras' ``EarlyStopping``-style epoch checks: an epoch of a
     big model can be longer than the whole budget. ``steps_done`` counts the training
-    steps; ``epochs_reached`` is them in epochs of ``steps`` batches (fractional)."""
+    steps; ``epochs_reached`` is them in epochs of ``steps`` batches (fractional).
+    ``spent``: seconds a resumed run already used of the limit (it gets the rest)."""
 
-    def __init__(self, seconds: float, steps: int):
+    def __init__(self, seconds: float, steps: int, spent: float = 0.0):
         super().__init__()
-        self.seconds, self.steps = float(seconds), steps
+        self.seconds, self.steps, self.spent = float(seconds), steps, float(spent)
         self.steps_done, self.reached = 0, False
         self._start = None
 
@@ -116,7 +117,7 @@ class TimeLimit(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps_done += 1
-        if time.monotonic() - self._start >= self.seconds:
+        if self.spent + time.monotonic() - self._start >= self.seconds:
             self.reached = True
             self.model.stop_training = True
 

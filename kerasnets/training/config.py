@@ -115,7 +115,8 @@ class TrainConfig:
     time_limit: str | None = option(
         None, "stop training at the first batch end after this wall time since training "
         "began (90s, 15m, 1h; per-epoch validation included), then save and test the "
-        "model as a finished run does; metrics.json records the epochs reached",
+        "model as a finished run does (a resumed run gets what is left of it); "
+        "metrics.json records the epochs reached",
         OPTIMISATION, limit=time_limit_problem, metavar="TIME", default_text="off")
     # execution
     seed: int = option(0, "seed of the initialisation, shuffles and augmentation",

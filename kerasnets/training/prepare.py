@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, replace
 
 from kerasnets.data import Preprocessing, channel_statistics, load_dataset
-from kerasnets.data.splits import stratified_split
+from kerasnets.data.splits import stratified_subset
 from kerasnets.factory import check_options
 from kerasnets.registry import model_info
 from kerasnets.training.config import TrainConfig
@@ -76,12 +76,11 @@ def prepare(config: TrainConfig) -> Prepared:
 
 
 def _subset(data, split: str, size: int, seed: int):
-    """``data`` with a stratified, seeded ``size`` images of its ``split`` (each class
-    keeps its share, rounded, so the count can differ from ``size`` by a few)."""
+    """``data`` with ``size`` images of its ``split``, stratified and seeded."""
     x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
     if size >= len(x):
         raise TrainingError(f"--{split}-subset {size} is not less than the {len(x)} "
                             f"{split} images of {data.name}: use a smaller N, or drop "
                             f"the flag.")
-    _, chosen = stratified_split(y, size / len(x), seed)
+    chosen = stratified_subset(y, size, seed)
     return replace(data, **{f"x_{split}": x[chosen], f"y_{split}": y[chosen]})

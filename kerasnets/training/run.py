@@ -146,7 +146,8 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
         run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})", run.history,
         main_output=model.output_names[0] if len(model.outputs) > 1 else None,
         split=run.split, steps=fit.steps)
-    limit = TimeLimit(parse_time_limit(c.time_limit), fit.steps) if c.time_limit else None
+    limit = TimeLimit(parse_time_limit(c.time_limit), fit.steps,
+                      spent=run.previous.get("wall_seconds", 0.0)) if c.time_limit else None
     # the backup before the stop: a requested stop first backs up the step it stops at
     callbacks = [nan_guard, throughput, recorder, best, backup, stop, *filter(None, [limit]),
                  *(_tensorboard(run.path) if dist.is_chief else []), *extra_callbacks]
