@@ -12,10 +12,10 @@ TITLE = "Normalization layers at batch 128 and 8: ResNet-20 on Fashion-MNIST"
 NORMS = ("batch", "group", "layer", "instance", "none")
 BATCH_SIZES = (128, 8)
 # The full run, in one place. Measured 2026-11-23 on the shared 2-core CPU (TensorFlow,
-# 28x28x1): resnet20 with BN 140 training images/s at batch 128 (others loaded the
-# machine: 2-3x slower than alone); batch 8 and the GN/LN/IN layers are slower per image.
-# 10 arms x 6 epochs x 5,000 images plus 2,000 test images per epoch: about 80 minutes
-# at those speeds, 30-40 alone.
+# 28x28x1): resnet20 with BN 140 training images/s at batch 128 and 50 at batch 8, while
+# others loaded the machine (2-3x slower than alone); GN/LN/IN are slower than BN.
+# 10 arms x 6 epochs x 5,000 images plus 2,000 test images per epoch: about 90 minutes
+# at those speeds, 35-45 alone; then the timings (10 steps per arm and backend).
 SETTINGS = dict(
     dataset="fashion_mnist", recipe="modern", model="resnet20", epochs=6,
     train_subset=5_000, test_subset=2_000, val_fraction=0.0,
