@@ -50,9 +50,9 @@ def prepare(config: TrainConfig) -> Prepared:
     data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                         val_fraction=config.val_fraction, seed=config.seed, image_size=size)
     for split in ("train", "test"):
-        size = getattr(config, f"{split}_subset")
-        if size is not None:
-            data = _subset(data, split, size, config.seed)
+        count = getattr(config, f"{split}_subset")
+        if count is not None:
+            data = _subset(data, split, count, config.seed)
     height, width, channels = data.input_shape
     if min(height, width) < info.min_input_size:
         raise TrainingError(

@@ -305,7 +305,7 @@ def _metrics(fit: Fit, run: RunDir, model, recorder, best, throughput, limit=Non
         "time_limit_seconds": limit.seconds, "time_limit_reached": limit.reached,
         "epochs_reached": run.initial_epoch + run.initial_step / fit.steps
         + limit.epochs_reached}
-    return {**timed,"status": "finished",
+    return {**timed, "status": "finished",
             "epochs_completed": recorder.epochs_completed or run.initial_epoch,
             "backend": keras.backend.backend(), "model": c.model, "dataset": c.dataset,
             "trainable_params": kerasnets.count_params(model),
