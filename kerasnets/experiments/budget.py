@@ -2,28 +2,32 @@
 budget (15 minutes) on one backend (run it on the fastest: TensorFlow on this CPU), at
 the smallest input each accepts: which classic network is best per CPU-minute.
 
-The recipe rule (no search was run; one rule for all, stated in the report):
-- the ``modern`` recipe (Nesterov SGD, cosine schedule with warm-up, label smoothing,
-  weight decay, random crops), which beats ``d2l`` where both were measured (LeNet-5:
-  0.8976 against 0.8061, the README's results);
-- its epochs are those that fit the budget at the model's speed, measured before the
-  run (``model.fit`` steps on random batches): so that the cosine schedule ends when
-  the budget does; ``--time-limit`` stops the run at the budget in any case;
-- nets without normalisation layers (LeNet-5, AlexNet, VGG-11, NiN) take the d2l
-  chapter's learning rate (known to train them) times (1 - momentum): the same
-  effective step with momentum 0.9 as the chapter's plain SGD; the modern lr 0.1 is
-  for nets with BN.
+The recipe rule is ``RECIPE_RULE`` below (no search was run; one rule for all,
+stated in the report).
 """
 
 import math
 
 import kerasnets
 from kerasnets.experiments.common import Arm, error_curves, table
+from kerasnets.training.callbacks import parse_time_limit
 
+RECIPE_RULE = """\
+- the `modern` recipe (Nesterov SGD, cosine schedule with warm-up, label smoothing,
+  weight decay, random crops), which beats `d2l` where both were measured (LeNet-5:
+  0.8976 against 0.8061, the README's results);
+- its epochs are those that fit the budget at the model's speed, measured before the
+  run (`model.fit` steps on random batches): so that the cosine schedule ends when
+  the budget does; `--time-limit` stops the run at the budget in any case;
+- nets without normalisation layers (LeNet-5, AlexNet, VGG-11, NiN) take the d2l
+  chapter's learning rate (known to train them) times (1 - momentum): the same
+  effective step with momentum 0.9 as the chapter's plain SGD; the modern lr 0.1 is
+  for nets with BN.
+"""
 NAME = "budget"
 TITLE = "Accuracy per CPU-minute: the seeds' families, 15 minutes each, on Fashion-MNIST"
 BUDGET = "15m"
-BUDGET_SECONDS = 15 * 60
+BUDGET_SECONDS = parse_time_limit(BUDGET)
 SCHEDULE_FILL = 0.85  # of the budget planned for training steps (the rest: compile, validation)
 # The best of the new CIFAR ResNets for a 15-minute budget: ResNet-20, the fastest of
 # them (about 3x ResNet-56's images/s, see degradation.py), so the one that sees the most
@@ -121,10 +125,9 @@ def report(data):
         f"included; the final test on the whole test split after it), on the "
         f"{data['backend']} backend, one after the other on this machine.", "",
         "## Settings", "", _settings(data), "", "The recipe rule:", "",
-        __doc__.split("The recipe rule (no search was run; one rule for all, stated in "
-                      "the report):\n", 1)[1].strip(), "", "## Results", "",
-        table(["network", "test accuracy", "published (Fashion-MNIST README; d2l)", "epochs reached",
-               "epochs planned", "training images/s", "wall minutes", "input px", "lr",
+        RECIPE_RULE.strip(), "", "## Results", "",
+        table(["network", "test accuracy", "published (Fashion-MNIST README; d2l)",
+               "epochs reached", "epochs planned", "training images/s", "wall minutes", "input px", "lr",
                "parameters"], rows), "",
         "## What it shows", "", *[f"- {x}" for x in findings(data)]]
     panels = [("validation error", "error", [

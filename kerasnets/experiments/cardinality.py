@@ -57,7 +57,7 @@ def report(data):
     backends = sorted(data.get("timings", {}))
     rows = [[a["label"], f"{a['metrics']['trainable_params']:,}",
              percent(final(a, "train")), f"{1 - final(a, 'test'):.4f}",
-             *[f"{v:.0f}" if v else "error" for v in
+             *[f"{v:.0f}" if v else "n/a" for v in
                (speeds(data, a["name"])[b] for b in backends)]] for a in arms_]
     body = [
         "ResNeXt's Table 3 (ImageNet): at the FLOPs of ResNet-50, splitting the 3x3 "
@@ -82,10 +82,10 @@ def findings(data) -> list[str]:
     if len(arms_) >= 2:
         first, last = arms_[0], arms_[-1]
         a, b = 1 - final(first, "test"), 1 - final(last, "test")
-        trend = "higher" if b > a else "lower" if b < a else "the same"
-        lines.append(f"{last['label']} ends with {trend} test accuracy than "
-                     f"{first['label']} ({b:.4f} vs {a:.4f})"
-                     + ("; the paper found more groups better at equal FLOPs"))
+        trend = "higher than" if b > a else "lower than" if b < a else "the same as"
+        lines.append(f"{last['label']} ends with a test accuracy {trend} "
+                     f"{first['label']}'s ({b:.4f} vs {a:.4f}); the paper found more groups "
+                     f"better at equal FLOPs")
         best = max(arms_, key=lambda x: 1 - final(x, "test"))
         lines.append(f"best final test accuracy: {best['label']} "
                      f"({1 - final(best, 'test'):.4f})")

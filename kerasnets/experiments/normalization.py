@@ -33,7 +33,7 @@ def missing(arms):
 
 
 def arms():
-    return [Arm(f"{norm}-b{batch}", f"{norm} norm, batch {batch}",
+    return [Arm(f"{norm}-b{batch}", f"{'no' if norm == 'none' else norm} norm, batch {batch}",
                 {"model_options": {"norm": norm}, "batch_size": batch})
             for batch in BATCH_SIZES for norm in NORMS]
 
@@ -57,7 +57,7 @@ def report(data):
                f"{1 - final(a, 'test'):.4f}", f"{sum(seconds) / len(seconds):.1f}"]
         for backend in backends:
             ips = data["timings"][backend].get(a["name"], {}).get("train_images_per_second")
-            row.append("error" if not ips else
+            row.append("n/a" if not ips else
                        f"{ips:.0f} img/s" + (f", {images / ips:.0f} s" if images else ""))
         rows.append(row)
     header = ["arm", "final training error", "final test error", "final test accuracy",
