@@ -166,7 +166,7 @@ def help_flags(program: str) -> frozenset:
     target = console_scripts().get(program)
     if target is None:
         source = (ROOT / program).read_text()
-        imported = re.search(r"from kerasnets\.training\.cli import (\w+)", source)
+        imported = re.search(r"from (kerasnets(?:\.\w+)*\.cli) import (\w+)", source)
         if not imported:
             flags = set()
             for node in ast.walk(ast.parse(source)):
@@ -175,7 +175,7 @@ def help_flags(program: str) -> frozenset:
                     flags |= {a.value for a in node.args if isinstance(a, ast.Constant)
                               and str(a.value).startswith("--")}
             return frozenset(flags | {"--help"})
-        target = f"kerasnets.training.cli:{imported.group(1)}"
+        target = f"{imported.group(1)}:{imported.group(2)}"
     module, function = target.split(":")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
@@ -233,7 +233,7 @@ def prose_problems(text: str) -> list[str]:
     spans = re.findall(r"`([^`\n]+)`", prose(text))
     all_flags = set().union(*(help_flags(p) for p in
                               [*console_scripts(), "scripts/benchmark.py",
-                               "scripts/parity.py"]))
+                               "scripts/parity.py", "scripts/experiment.py"]))
     for span in spans:
         for name in re.findall(r"(?<![\w/])kerasnets(?:\.\w+)+", span):
             try:

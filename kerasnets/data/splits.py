@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["carve_val", "stratified_split", "take"]
+__all__ = ["carve_val", "stratified_split", "stratified_subset", "take"]
 
 
 def _held_count(n: int, fraction: float) -> int:
@@ -34,6 +34,20 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int):
     keep = np.ones(len(labels), bool)
     keep[held] = False
     return np.flatnonzero(keep), held
+
+
+def stratified_subset(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of exactly ``size`` samples, seeded, each class keeping its share
+    (largest remainders get the rounding)."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(labels)
+    quota_floor = np.floor(quota).astype(int)
+    quota_floor[np.argsort(quota_floor - quota, kind="stable")[:size - quota_floor.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k]
+              for c, k in zip(classes, quota_floor)]
+    return np.sort(np.concatenate(chosen))
 
 
 def take(seq, idx):

@@ -69,6 +69,63 @@ def backup_every_problem(text):
     return None
 
 
+_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_time_limit(text) -> float:
+    """``--time-limit``: ``"90s"``, ``"15m"`` or ``"1.5h"`` as seconds. Raises
+    ``ValueError`` saying what is accepted."""
+    import re
+
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh])", str(text).strip().lower())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a positive time like 90s, 15m or 1.5h; got {text!r}")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+def time_limit_problem(text):
+    """``--time-limit``'s check for the setting declarations: what is wrong, or None."""
+    try:
+        parse_time_limit(text)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training at the first batch end after ``seconds`` of wall time, counted from
+    the first ``fit``'s start (compilation and per-epoch validation included: they are
+    part of what a budget pays for).
+
+    It sets ``model.stop_training``: Keras ends the epoch there (validating it and
+    calling ``on_epoch_end``, so the partial epoch is recorded and backed up like any
+    other) and ``fit`` returns normally; the trainer then saves and tests the model as
+    after a finished run. Not Keras' ``EarlyStopping``-style epoch checks: an epoch of a
+    big model can be longer than the whole budget. ``steps_done`` counts the training
+    steps; ``epochs_reached`` is them in epochs of ``steps`` batches (fractional).
+    ``spent``: seconds a resumed run already used of the limit (it gets the rest)."""
+
+    def __init__(self, seconds: float, steps: int, spent: float = 0.0):
+        super().__init__()
+        self.seconds, self.steps, self.spent = float(seconds), steps, float(spent)
+        self.steps_done, self.reached = 0, False
+        self._start = None
+
+    def on_train_begin(self, logs=None):
+        if self._start is None:  # a second fit (the rest of a split epoch) keeps the clock
+            self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps_done += 1
+        if self.spent + time.monotonic() - self._start >= self.seconds:
+            self.reached = True
+            self.model.stop_training = True
+
+    @property
+    def epochs_reached(self) -> float:
+        return self.steps_done / self.steps
+
+
 class EpochBackup(keras.callbacks.Callback):
     """The last completed epoch (model and optimizer), and within long epochs the last
     completed step, for ``--resume``.

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 from kerasnets.data import DATASETS, PIPELINES
-from kerasnets.training.callbacks import backup_every_problem
+from kerasnets.training.callbacks import backup_every_problem, time_limit_problem
 from kerasnets.training.distribute import MODES as DISTRIBUTE_MODES
 from kerasnets.training.errors import SettingError
 from kerasnets.training.optim import OPTIMIZERS, SCHEDULES
@@ -60,6 +60,14 @@ class TrainConfig:
     val_fraction: float = option(0.0, "hold out F of the training set for validation (0: "
                                  "validate on the test split, as d2l does)", DATA,
                                  limit=fraction, metavar="F")
+    train_subset: int | None = option(
+        None, "train on a stratified, seeded subset of N images of the training split "
+        "(after --val-fraction is held out), for reduced reproductions", DATA,
+        limit=positive, metavar="N", default_text="all of it")
+    test_subset: int | None = option(
+        None, "test (at every epoch when it is the validation split, and at the end) on a "
+        "stratified, seeded subset of N images of the test split, for reduced "
+        "reproductions", DATA, limit=positive, metavar="N", default_text="all of it")
     normalize: str = option("unit", "unit: x/255; standardize: per-channel mean/std of "
                             "the training split", DATA, choices=("unit", "standardize"),
                             to_preprocessing=True)
@@ -112,6 +120,12 @@ class TrainConfig:
                                     OPTIMISATION, limit=fraction, metavar="EPS")
     clip_norm: float | None = option(None, "clip the global gradient norm", OPTIMISATION,
                                      limit=positive, metavar="NORM", default_text="off")
+    time_limit: str | None = option(
+        None, "stop training at the first batch end after this wall time since training "
+        "began (90s, 15m, 1h; per-epoch validation included), then save and test the "
+        "model as a finished run does (a resumed run gets what is left of it); "
+        "metrics.json records the epochs reached",
+        OPTIMISATION, limit=time_limit_problem, metavar="TIME", default_text="off")
     # execution
     seed: int = option(0, "seed of the initialisation, shuffles and augmentation",
                        EXECUTION)

@@ -4,9 +4,10 @@ step, and what the run feeds its model: the data, its ``Preprocessing``, the inp
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kerasnets.data import Preprocessing, channel_statistics, load_dataset
+from kerasnets.data.splits import stratified_subset
 from kerasnets.factory import check_options
 from kerasnets.registry import model_info
 from kerasnets.training.config import TrainConfig
@@ -49,6 +50,10 @@ def prepare(config: TrainConfig) -> Prepared:
     data = load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                         val_fraction=config.val_fraction, seed=config.seed, image_size=size,
                         strict_images=config.strict_images, image_cache=config.image_cache)
+    for split in ("train", "test"):
+        count = getattr(config, f"{split}_subset")
+        if count is not None:
+            data = _subset(data, split, count, config.seed)
     height, width, channels = data.input_shape
     if min(height, width) < info.min_input_size:
         raise TrainingError(
@@ -69,3 +74,16 @@ def prepare(config: TrainConfig) -> Prepared:
     if config.data_format == "channels_first":
         shape = (channels, height, width)
     return Prepared(config, data, preprocessing, shape)
+
+
+def _subset(data, split: str, size: int, seed: int):
+    """``data`` with ``size`` images of its ``split``, stratified and seeded."""
+    x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+    if size >= len(x):
+        raise TrainingError(f"--{split}-subset {size} is not less than the {len(x)} "
+                            f"{split} images of {data.name}: use a smaller N, or drop "
+                            f"the flag.")
+    chosen = stratified_subset(y, size, seed)
+    # a streamed folder keeps paths: take them, decode nothing
+    x = x.subset(chosen) if hasattr(x, "subset") else x[chosen]
+    return replace(data, **{f"x_{split}": x, f"y_{split}": y[chosen]})

@@ -29,8 +29,8 @@ from kerasnets.data import Preprocessor, folders
 from kerasnets.data.pipelines import make_pipeline, pad_and_shard, steps_per_epoch
 from kerasnets.training import artifacts, distribute
 from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulStop,
-                                          HistoryRecorder, NaNGuard, Throughput,
-                                          parse_backup_every)
+                                          HistoryRecorder, NaNGuard, Throughput, TimeLimit,
+                                          parse_backup_every, parse_time_limit)
 from kerasnets.training.compile import (build_and_compile, dtype_policy, effective_lr,
                                         main_results, metric_key)
 from kerasnets.training.config import TrainConfig
@@ -147,8 +147,10 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
         run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})", run.history,
         main_output=model.output_names[0] if len(model.outputs) > 1 else None,
         split=run.split, steps=fit.steps)
+    limit = TimeLimit(parse_time_limit(c.time_limit), fit.steps,
+                      spent=run.previous.get("wall_seconds", 0.0)) if c.time_limit else None
     # the backup before the stop: a requested stop first backs up the step it stops at
-    callbacks = [nan_guard, throughput, recorder, best, backup, stop,
+    callbacks = [nan_guard, throughput, recorder, best, backup, stop, *filter(None, [limit]),
                  *(_tensorboard(run.path) if dist.is_chief else []), *extra_callbacks]
     verbose = c.verbose if c.verbose == "auto" else int(c.verbose)
     _announce(fit, run)
@@ -157,6 +159,8 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     try:
         with dist.keras_patches(model):
             for train_data, fit_range in () if trained else _fit_plan(fit, run, common):
+                if limit is not None and limit.reached:
+                    break  # out of time in the rest of a split epoch: no more epochs
                 model.fit(dist.dataset(train_data), **fit_range,
                           validation_data=dist.dataset(val_data), callbacks=callbacks,
                           verbose=verbose if dist.is_chief else 0,
@@ -183,7 +187,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     finally:
         stop.on_train_end()  # also after an exception: a signal now interrupts at once
 
-    metrics = _metrics(fit, run, model, recorder, best, throughput)
+    metrics = _metrics(fit, run, model, recorder, best, throughput, limit)
     if nan_guard.where:
         epoch, batch = nan_guard.where
         metrics["status"] = f"failed: loss became NaN at epoch {epoch}, batch {batch}"
@@ -294,10 +298,15 @@ def _check_free_space(path, model):
             f"--output-dir.", path, "no space left on device")
 
 
-def _metrics(fit: Fit, run: RunDir, model, recorder, best, throughput) -> dict:
-    """``metrics.json`` of a run that trained to its end (the test results come after)."""
+def _metrics(fit: Fit, run: RunDir, model, recorder, best, throughput, limit=None) -> dict:
+    """``metrics.json`` of a run that trained to its end or to its ``--time-limit`` (the
+    test results come after)."""
     c, dist = fit.config, fit.dist
-    return {"status": "finished",
+    timed = {} if limit is None else {
+        "time_limit_seconds": limit.seconds, "time_limit_reached": limit.reached,
+        "epochs_reached": run.initial_epoch + run.initial_step / fit.steps
+        + limit.epochs_reached}
+    return {**timed, "status": "finished",
             "epochs_completed": recorder.epochs_completed or run.initial_epoch,
             "backend": keras.backend.backend(), "model": c.model, "dataset": c.dataset,
             "trainable_params": kerasnets.count_params(model),

@@ -1,0 +1,83 @@
+"""The seeds' questions as experiments (issue 14): ``run_experiment(NAME)`` trains every
+arm of one experiment through the trainer (each run kept like ``train.py``'s), then
+writes ``NAME.json`` (every history and timing), ``NAME.png`` and ``NAME.md`` (the
+report, its statements computed from the JSON) into the report directory.
+
+An experiment is a module here with ``NAME``, ``TITLE``, ``SETTINGS`` (the trainer
+settings of the full run, in one place), ``arms()`` and ``report(data)``; optionally
+``missing(arms)`` (why these arms cannot run yet), ``timing_specs(...)`` (per-backend
+speed) and ``plan(...)`` (settings that depend on a measurement).
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+
+from kerasnets.experiments import budget, cardinality, common, degradation, normalization
+from kerasnets.experiments.timing import time_models
+
+EXPERIMENTS = {m.NAME: m for m in (degradation, normalization, cardinality, budget)}
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def experiment(name: str):
+    if name not in EXPERIMENTS:
+        raise ValueError(f"Unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}.")
+    return EXPERIMENTS[name]
+
+
+def select(module, names=None):
+    """The experiment's arms, or those named (in the experiment's order)."""
+    arms = module.arms()
+    if not names:
+        return arms
+    unknown = [n for n in names if n not in {a.name for a in arms}]
+    if unknown:
+        raise ValueError(f"{module.NAME} has no arm(s) {', '.join(unknown)}; its arms are "
+                         f"{', '.join(a.name for a in arms)}.")
+    return [a for a in arms if a.name in names]
+
+
+def run_experiment(name: str, *, quick=False, output_dir="saved_models",
+                   report_dir="docs/experiments", data_dir=None, arms=None,
+                   timing_backends=None, command=None):
+    """Run experiment ``name`` on the current Keras backend; returns the report's path.
+
+    Args:
+        quick: a few steps per arm (``common.QUICK``): checks the whole pipeline.
+        data_dir: where the Fashion-MNIST files are (default: the usual places).
+        arms: names of the arms to run (default: all).
+        timing_backends: backends to time the arms on, each in its own process, for
+            the experiments that report speed (default: all three; with ``quick``, the
+            current one); ``()`` for none.
+        command: the command line, for the report (default: rebuilt from the arguments).
+    """
+    module = experiment(name)
+    chosen = select(module, arms)
+    problem = getattr(module, "missing", lambda arms: None)(chosen)
+    if problem:
+        raise ValueError(f"Cannot run {name}: {problem}. Merge it first, or choose other "
+                         f"--arms.")
+    backend = keras.backend.backend()
+    stamp = common.stamp()
+    settings = {a.name: common.arm_settings(a, module.SETTINGS, quick=quick,
+                                            output_dir=output_dir, data_dir=data_dir,
+                                            stamp=f"{name}-{stamp}")
+                for a in chosen}
+    data = {"experiment": name, "quick": quick, "backend": backend,
+            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": command or common.command(name, quick, backend),
+            "settings": common.shown_settings(module.SETTINGS, quick)}
+    if hasattr(module, "plan"):
+        data["plan"] = module.plan(chosen, settings, quick, backend, time_models)
+    data["arms"] = [common.train_arm(a, settings[a.name]) for a in chosen]
+    if hasattr(module, "timing_specs"):
+        if timing_backends is None:
+            timing_backends = (backend,) if quick else BACKENDS
+        data["timing_steps"] = module.QUICK_TIMING if quick else module.TIMING
+        data["timings"] = time_models(module.timing_specs(chosen, settings, quick),
+                                      timing_backends) if timing_backends else {}
+    body, panels = module.report(data)
+    return common.write_report(report_dir, name, data, body, panels, module.TITLE)

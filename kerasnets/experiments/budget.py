@@ -1,0 +1,153 @@
+"""``budget``: the seeds' families, each trained on Fashion-MNIST for the same wall-clock
+budget (15 minutes) on one backend (run it on the fastest: TensorFlow on this CPU), at
+the smallest input each accepts: which classic network is best per CPU-minute.
+
+The recipe rule is ``RECIPE_RULE`` below (no search was run; one rule for all,
+stated in the report).
+"""
+
+import math
+
+import kerasnets
+from kerasnets.experiments.common import Arm, error_curves, table
+from kerasnets.training.callbacks import parse_time_limit
+
+RECIPE_RULE = """\
+- the `modern` recipe (Nesterov SGD, cosine schedule with warm-up, label smoothing,
+  weight decay, random crops), which beats `d2l` where both were measured (LeNet-5:
+  0.8976 against 0.8061, the README's results);
+- its epochs are those that fit the budget at the model's speed, measured before the
+  run (`model.fit` steps on random batches): so that the cosine schedule ends when
+  the budget does; `--time-limit` stops the run at the budget in any case;
+- nets without normalisation layers (LeNet-5, AlexNet, VGG-11, NiN) take the d2l
+  chapter's learning rate (known to train them) times (1 - momentum): the same
+  effective step with momentum 0.9 as the chapter's plain SGD; the modern lr 0.1 is
+  for nets with BN.
+"""
+NAME = "budget"
+TITLE = "Accuracy per CPU-minute: the seeds' families, 15 minutes each, on Fashion-MNIST"
+BUDGET = "15m"
+BUDGET_SECONDS = parse_time_limit(BUDGET)
+SCHEDULE_FILL = 0.85  # of the budget planned for training steps (the rest: compile, validation)
+# The best of the new CIFAR ResNets for a 15-minute budget: ResNet-20, the fastest of
+# them (about 3x ResNet-56's images/s, see degradation.py), so the one that sees the most
+# data in the budget; degradation's report says how much depth buys per epoch.
+CIFAR_RESNET = "resnet20"
+SETTINGS = dict(
+    dataset="fashion_mnist", recipe="modern", batch_size=128, time_limit=BUDGET,
+    val_fraction=0.05,  # per-epoch validation on 3,000 training images; test: all 10,000
+    backup_every="0",  # no mid-epoch backups: they would cost budget time
+)
+UNNORMALISED = ("lenet5", "alexnet", "vgg11", "nin")
+# (arm, label, model, model options); arm names are unique even when a model repeats.
+FAMILIES = (("lenet5", "LeNet-5", "lenet5", {}),
+            ("bn_lenet", "BN-LeNet", "lenet5", {"norm": "batch"}),
+            ("alexnet", "AlexNet", "alexnet", {}),
+            ("vgg11", "VGG-11", "vgg11", {}),
+            ("nin", "NiN", "nin", {}),
+            ("googlenet", "GoogLeNet", "googlenet", {}),
+            ("resnet18", "ResNet-18", "resnet18", {}),
+            ("densenet121", "DenseNet-121", "densenet121", {}),
+            ("mobilenet_v2", "MobileNetV2", "mobilenet_v2", {}),
+            (CIFAR_RESNET, "CIFAR " + CIFAR_RESNET, CIFAR_RESNET, {}))
+# Published Fashion-MNIST test accuracies, as the repository's README quotes them
+# (the data set's README benchmark table; the d2l chapter for LeNet).
+PUBLISHED = {"lenet5": "about 0.8 (d2l, sigmoid LeNet)", "vgg11": "0.935 (VGG16)",
+             "googlenet": "0.937 (GoogleNet)", "resnet18": "0.949 (ResNet18)",
+             "mobilenet_v2": "0.950 (MobileNet)"}
+TRAIN_IMAGES = 60_000
+PROBE = dict(steps=5, warmup=2)
+
+
+def missing(arms):
+    needs_norm = any(a.settings.get("model_options", {}).get("norm") for a in arms)
+    if needs_norm and "norm" not in kerasnets.model_info("lenet5").options:
+        return "lenet5 has no norm option yet, for BN-LeNet (it comes with the norm branch)"
+    return None
+
+
+def smallest_input(model: str) -> int | None:
+    """The image size to train at: Fashion-MNIST's 28, or the model's minimum."""
+    minimum = kerasnets.model_info(model).min_input_size
+    return minimum if minimum > 28 else None
+
+
+def arms():
+    result = []
+    for name, label, model, options in FAMILIES:
+        settings = {"model": model, "image_size": smallest_input(model)}
+        if options:
+            settings["model_options"] = dict(options)
+        if model in UNNORMALISED and not options.get("norm"):
+            d2l_lr = kerasnets.model_info(model).recipes["d2l"]["lr"]
+            settings["lr"] = round(d2l_lr * (1 - 0.9), 6)
+        result.append(Arm(name, label, settings))
+    return result
+
+
+def plan(arms, settings, quick, backend, time_models):
+    """Set each arm's epochs to what fits the budget at its measured speed."""
+    if quick:
+        return {}
+    from kerasnets.experiments.timing import spec
+
+    specs = [spec(a.name, settings[a.name]["model"],
+                  options=settings[a.name].get("model_options"),
+                  image_size=settings[a.name].get("image_size") or 28,
+                  batch_size=settings[a.name]["batch_size"], **PROBE) for a in arms]
+    probed = time_models(specs, [backend])[backend]
+    images = TRAIN_IMAGES * (1 - settings[arms[0].name].get("val_fraction", 0.0))
+    for a in arms:
+        ips = probed[a.name].get("train_images_per_second")
+        epochs = max(1, math.floor(SCHEDULE_FILL * BUDGET_SECONDS * ips / images)) if ips \
+            else 1
+        settings[a.name]["epochs"] = epochs
+        settings[a.name]["warmup_epochs"] = min(2, epochs / 5)
+    return {a.name: probed[a.name] for a in arms}
+
+
+def report(data):
+    rows = []
+    for a in sorted(data["arms"], key=lambda x: -x["metrics"]["test_accuracy"]):
+        m = a["metrics"]
+        reached = m.get("epochs_reached", m["epochs_completed"])
+        rows.append([a["label"], f"{m['test_accuracy']:.4f}",
+                     PUBLISHED.get(a["name"], ""), f"{reached:.2f}",
+                     f"{a['settings']['epochs']}",
+                     f"{m.get('train_images_per_second') or 0:.0f}",
+                     f"{m['wall_seconds'] / 60:.1f}",
+                     f"{a['settings']['image_size'] or 28}", f"{a['settings']['lr']:g}",
+                     f"{m['trainable_params']:,}"])
+    budget = data["settings"].get("time_limit") or "no limit (--quick)"
+    body = [
+        f"Each network trained once on Fashion-MNIST with a wall-clock budget of "
+        f"{budget} (`--time-limit`: training, compilation and per-epoch validation "
+        f"included; the final test on the whole test split after it), on the "
+        f"{data['backend']} backend, one after the other on this machine.", "",
+        "## Settings", "", _settings(data), "", "The recipe rule:", "",
+        RECIPE_RULE.strip(), "", "## Results", "",
+        table(["network", "test accuracy", "published (Fashion-MNIST README; d2l)",
+               "epochs reached", "epochs planned", "training images/s", "wall minutes", "input px", "lr",
+               "parameters"], rows), "",
+        "## What it shows", "", *[f"- {x}" for x in findings(data)]]
+    panels = [("validation error", "error", [
+        (a["label"], c["epoch"], c["test"], "-") for a in data["arms"]
+        for c in [error_curves(a)]])]
+    return "\n".join(body), panels
+
+
+def findings(data) -> list[str]:
+    arms_ = sorted(data["arms"], key=lambda x: -x["metrics"]["test_accuracy"])
+    best, fastest = arms_[0], max(
+        data["arms"], key=lambda x: x["metrics"].get("train_images_per_second") or 0)
+    return [f"best in the budget: {best['label']} "
+            f"({best['metrics']['test_accuracy']:.4f} test accuracy)",
+            f"fastest: {fastest['label']} "
+            f"({fastest['metrics'].get('train_images_per_second') or 0:.0f} training "
+            f"images/s)"]
+
+
+def _settings(data):
+    from kerasnets.experiments.common import describe_settings
+
+    return describe_settings(data["settings"])

@@ -1,0 +1,112 @@
+"""``normalization``: ResNet-20 with batch, group, layer, instance and no normalisation,
+at batch sizes 128 and 8 (Wu & He 2018, "Group Normalization", Figure 1: BN's error
+grows as the batch shrinks, GN's does not), with the time per epoch of each on each
+backend.
+"""
+
+import kerasnets
+from kerasnets.experiments.common import Arm, error_curves, final, percent, table
+
+NAME = "normalization"
+TITLE = "Normalization layers at batch 128 and 8: ResNet-20 on Fashion-MNIST"
+NORMS = ("batch", "group", "layer", "instance", "none")
+BATCH_SIZES = (128, 8)
+# The full run, in one place. Measured 2026-11-23 on the shared 2-core CPU (TensorFlow,
+# 28x28x1): resnet20 with BN 140 training images/s at batch 128 and 50 at batch 8, while
+# others loaded the machine (2-3x slower than alone); GN/LN/IN are slower than BN.
+# 10 arms x 6 epochs x 5,000 images plus 2,000 test images per epoch: about 90 minutes
+# at those speeds, 35-45 alone; then the timings (10 steps per arm and backend).
+SETTINGS = dict(
+    dataset="fashion_mnist", recipe="modern", model="resnet20", epochs=6,
+    train_subset=5_000, test_subset=2_000, val_fraction=0.0,
+    lr=0.1, lr_scaling="linear",  # lr 0.1 at batch 128, 0.00625 at 8 (as the GN paper)
+    weight_decay=1e-4, warmup_epochs=1, label_smoothing=0.0, crop_padding=0, flip=False,
+)
+TIMING = dict(steps=10, warmup=3)  # per arm and backend, random batches
+QUICK_TIMING = dict(steps=1, warmup=1)
+
+
+def missing(arms):
+    if "norm" not in kerasnets.model_info("resnet20").options:
+        return "resnet20 has no norm option yet (it comes with the norm branch)"
+    return None
+
+
+def arms():
+    return [Arm(f"{norm}-b{batch}", f"{'no' if norm == 'none' else norm} norm, batch {batch}",
+                {"model_options": {"norm": norm}, "batch_size": batch})
+            for batch in BATCH_SIZES for norm in NORMS]
+
+
+def timing_specs(arms, settings, quick):
+    from kerasnets.experiments.timing import spec
+
+    steps = QUICK_TIMING if quick else TIMING
+    return [spec(a.name, settings[a.name]["model"], options=a.settings["model_options"],
+                 batch_size=settings[a.name]["batch_size"], **steps) for a in arms]
+
+
+def report(data):
+    arms_ = data["arms"]
+    backends = sorted(data.get("timings", {}))
+    images = data["settings"].get("train_subset")
+    rows = []
+    for a in arms_:
+        seconds = [r["epoch_seconds"] for r in a["history"]]
+        row = [a["label"], percent(final(a, "train")), percent(final(a, "test")),
+               f"{1 - final(a, 'test'):.4f}", f"{sum(seconds) / len(seconds):.1f}"]
+        for backend in backends:
+            ips = data["timings"][backend].get(a["name"], {}).get("train_images_per_second")
+            row.append("n/a" if not ips else
+                       f"{ips:.0f} img/s" + (f", {images / ips:.0f} s" if images else ""))
+        rows.append(row)
+    header = ["arm", "final training error", "final test error", "final test accuracy",
+              f"s/epoch ({data['backend']}, this run)",
+              *[f"{b}: training speed, s/epoch" for b in backends]]
+    body = [
+        "The Group Normalization paper's Figure 1: with ResNet-50 on ImageNet, BN's error "
+        "rises sharply as the batch per worker shrinks from 32 to 2, GN's stays where it "
+        "was. Here: ResNet-20 (every BN replaced by the named layer; `none` drops it) on "
+        "a reduced Fashion-MNIST run, the learning rate scaled linearly with the batch.",
+        "", "## Settings", "", _settings(data), "",
+        "Per-backend speed: training images/s of `model.fit` on random batches of the "
+        "arm's size, each backend in its own process"
+        + (f" ({data['timing_steps']['steps']} timed steps after "
+           f"{data['timing_steps']['warmup']} warm-up steps)" if "timing_steps" in data
+           else "")
+        + "; s/epoch is the training subset divided by it (validation not included).",
+        "", "## Results", "", table(header, rows), "",
+        "## Did the paper's finding hold?", "", *[f"- {x}" for x in findings(arms_)]]
+    panels = [(f"test error, batch {b}", "error", [
+        (a["label"], c["epoch"], c["test"], "-") for a in arms_ if a["name"].endswith(f"b{b}")
+        for c in [error_curves(a)]]) for b in BATCH_SIZES]
+    return "\n".join(body), panels
+
+
+def findings(arms_) -> list[str]:
+    """BN's and GN's change in final test error from batch 128 to batch 8."""
+    by_name = {a["name"]: a for a in arms_}
+    change = {}
+    for norm in ("batch", "group"):
+        big, small = by_name.get(f"{norm}-b128"), by_name.get(f"{norm}-b8")
+        if big and small:
+            change[norm] = (final(big, "test"), final(small, "test"))
+    if len(change) < 2:
+        return ["BN and GN were not both run at both batch sizes: nothing to compare"]
+    (bn128, bn8), (gn128, gn8) = change["batch"], change["group"]
+    lines = [f"BN's final test error goes from {percent(bn128)} at batch 128 to "
+             f"{percent(bn8)} at batch 8 ({100 * (bn8 - bn128):+.2f} points); GN's from "
+             f"{percent(gn128)} to {percent(gn8)} ({100 * (gn8 - gn128):+.2f} points)"]
+    worse = (bn8 - bn128) > (gn8 - gn128)
+    lines.append("BN loses more than GN at the small batch, as the paper found" if worse
+                 else "BN does not lose more than GN at the small batch here, unlike the "
+                      "paper's finding")
+    best = min(arms_, key=lambda a: final(a, "test"))
+    lines.append(f"lowest final test error: {best['label']} ({percent(final(best, 'test'))})")
+    return lines
+
+
+def _settings(data):
+    from kerasnets.experiments.common import describe_settings
+
+    return describe_settings(data["settings"])

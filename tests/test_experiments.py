@@ -1,0 +1,173 @@
+"""The experiments (issue 14) on the current backend: ``--quick`` runs of each on the
+committed Fashion-MNIST sample write the report, JSON and PNG, the report states the
+JSON's numbers; the trainer options they rely on (--time-limit, --train-subset,
+--test-subset); every full arm is a valid training run."""
+
+import json
+import re
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import kerasnets
+from kerasnets.experiments import EXPERIMENTS, common, degradation, select
+from kerasnets.experiments.cli import main as experiment_main
+from kerasnets.training import TrainingError, resolve_config
+from kerasnets.training.cli import main as train_main
+from kerasnets.training.prepare import prepare
+from tests.conftest import SAMPLE_DIR
+
+HAS_NORM = "norm" in kerasnets.model_info("resnet20").options
+HAS_RESNEXT = "resnext_cifar" in kerasnets.list_models()
+
+
+def run_quick(tmp_path, name, arms):
+    argv = [name, "--quick", "--arms", ",".join(arms), "--data-dir", str(SAMPLE_DIR),
+            "--output-dir", str(tmp_path / "runs"), "--report-dir", str(tmp_path / "report")]
+    assert experiment_main(argv) == 0
+    report = tmp_path / "report"
+    data = json.loads((report / f"{name}.json").read_text())
+    text = (report / f"{name}.md").read_text()
+    assert (report / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    assert data["quick"] and "`--quick` run" in text
+    assert data["backend"] == keras.backend.backend()
+    assert [a["name"] for a in data["arms"]] == arms
+    for arm in data["arms"]:  # each arm is a complete trainer run, kept
+        assert arm["metrics"]["status"] == "finished"
+        assert Path(arm["run_dir"]).parent.resolve() == (tmp_path / "runs").resolve()
+        assert len(arm["history"]) == common.QUICK["epochs"]
+        assert arm["run_dir"] in text
+    return data, text
+
+
+def test_degradation_quick_report_states_the_json(tmp_path):
+    data, text = run_quick(tmp_path, "degradation", ["resnet20"])  # one: CI time
+    for arm in data["arms"]:
+        row = next(line for line in text.splitlines() if line.startswith(f"| {arm['label']} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == common.percent(1 - arm["history"][-1]["accuracy"])
+        assert cells[2] == common.percent(1 - arm["history"][-1]["val_accuracy"])
+        assert cells[5] == f"{arm['metrics']['trainable_params']:,}"
+    assert "the plain pair was not run" in text  # the other arms were left out
+    assert arm["settings"]["test_subset"] == common.QUICK["test_subset"]
+
+
+def _arm(name, train_errors):
+    return {"name": name, "history": [{"epoch": i + 1, "accuracy": 1 - e,
+                                       "val_accuracy": 1 - e} for i, e in
+                                      enumerate(train_errors)]}
+
+
+@pytest.mark.parametrize("deep_plain, deep_res, plain_verdict, res_verdict", [
+    (0.30, 0.10, "as the paper found", "as the paper found"),
+    (0.10, 0.30, "unlike the paper", "unlike the paper")])
+def test_degradation_verdict_follows_the_numbers(deep_plain, deep_res, plain_verdict,
+                                                 res_verdict):
+    arms = {"plain20": _arm("plain20", [0.5, 0.2]), "plain56": _arm("plain56", [0.6, deep_plain]),
+            "resnet20": _arm("resnet20", [0.5, 0.2]),
+            "resnet56": _arm("resnet56", [0.6, deep_res])}
+    plain, residual = degradation.findings(arms)
+    assert plain_verdict in plain and f"{100 * deep_plain:.2f}% at 56 layers" in plain
+    assert res_verdict in residual and "vs 20.00% at 20" in residual
+
+
+def test_budget_quick_reports_accuracy_and_speed(tmp_path):
+    data, text = run_quick(tmp_path, "budget", ["lenet5"])
+    for arm in data["arms"]:
+        metrics = arm["metrics"]
+        assert f"| {arm['label']} | {metrics['test_accuracy']:.4f} |" in text
+        assert metrics["train_images_per_second"] > 0
+    best = max(data["arms"], key=lambda a: a["metrics"]["test_accuracy"])
+    assert f"best in the budget: {best['label']}" in text
+    lenet = next(a for a in data["arms"] if a["name"] == "lenet5")
+    assert lenet["settings"]["lr"] == pytest.approx(0.09)  # d2l's 0.9 x (1 - momentum)
+
+
+@pytest.mark.skipif(not HAS_NORM, reason="needs the norm option of the norm branch")
+def test_normalization_quick_times_each_arm(tmp_path):
+    data, text = run_quick(tmp_path, "normalization", ["batch-b8", "group-b8"])
+    backend = keras.backend.backend()
+    assert set(data["timings"]) == {backend}
+    for arm in data["arms"]:
+        assert data["timings"][backend][arm["name"]]["train_images_per_second"] > 0
+        assert arm["settings"]["model_options"]["norm"] == arm["name"].split("-")[0]
+
+
+@pytest.mark.skipif(not HAS_RESNEXT, reason="needs resnext_cifar of the norm branch")
+def test_cardinality_quick_reports_params_and_speed(tmp_path):
+    data, text = run_quick(tmp_path, "cardinality", ["c1", "c32"])
+    backend = keras.backend.backend()
+    for arm in data["arms"]:
+        assert f"{arm['metrics']['trainable_params']:,}" in text
+        assert data["timings"][backend][arm["name"]]["train_images_per_second"] > 0
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_full_arm_is_a_valid_run(name, tmp_path):
+    """The full settings (in one place per experiment) resolve to a valid TrainConfig
+    for every arm, and --quick keeps the arms and only shortens them."""
+    module = EXPERIMENTS[name]
+    arms = select(module)
+    assert len({a.name for a in arms}) == len(arms) > 1
+    available = [a for a in arms if not module.missing([a])] \
+        if hasattr(module, "missing") else arms
+    for arm in available:
+        full = common.arm_settings(arm, module.SETTINGS, quick=False, output_dir=tmp_path,
+                                   data_dir=None, stamp="x")
+        quick = common.arm_settings(arm, module.SETTINGS, quick=True, output_dir=tmp_path,
+                                    data_dir=None, stamp="x")
+        config = resolve_config(full)
+        assert config.model == arm.settings.get("model", module.SETTINGS.get("model"))
+        assert resolve_config(quick).steps_per_epoch == common.QUICK["steps_per_epoch"]
+        assert full["run_name"] == quick["run_name"] == f"{arm.name}-x"
+
+
+def test_bad_experiment_input_is_one_clear_line(tmp_path, capsys):
+    assert experiment_main(["degradation", "--quick", "--arms", "resnet21",
+                            "--report-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no arm(s) resnet21" in err and "plain20" in err
+    with pytest.raises(SystemExit):
+        experiment_main(["degradaton"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_time_limit_stops_the_run_and_keeps_it(tmp_path):
+    """A run past its --time-limit stops at a batch end, is saved and tested like a
+    finished run, and records the (fractional) epochs it reached."""
+    rc = train_main(["lenet5", "--data-dir", str(SAMPLE_DIR), "--no-download",
+                     "--epochs", "3", "--batch-size", "50", "--verbose", "0",
+                     "--time-limit", "0.01s", "--output-dir", str(tmp_path)])
+    assert rc == 0
+    run = next(Path(tmp_path).iterdir())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["time_limit_reached"] is True
+    assert metrics["time_limit_seconds"] == pytest.approx(0.01)
+    assert metrics["epochs_reached"] == pytest.approx(1 / 20)  # 1,000 images, batch 50
+    assert metrics["test_accuracy"] > 0 and (run / "model.keras").exists()
+    assert not (run / "backup").exists()
+    assert len((run / "history.csv").read_text().splitlines()) == 2  # the partial epoch
+
+
+def test_time_limit_and_subsets_are_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["lenet5", "--time-limit", "15"])
+    assert "expected a positive time like 90s, 15m or 1.5h; got '15'" in \
+        capsys.readouterr().err
+    config = resolve_config(dict(model="lenet5", data_dir=str(SAMPLE_DIR), download=False,
+                                 train_subset=200, test_subset=100))
+    data = prepare(config).data
+    assert len(data.x_train) == 200 and len(data.x_test) == 100
+    full = prepare(resolve_config(dict(model="lenet5", data_dir=str(SAMPLE_DIR),
+                                       download=False))).data
+    share = np.bincount(full.y_train) * 200 / len(full.y_train)  # stratified
+    assert np.all(np.abs(np.bincount(data.y_train) - share) < 1)
+    again = prepare(config).data  # seeded
+    assert np.array_equal(again.x_train, data.x_train)
+    too_many = resolve_config(dict(model="lenet5", data_dir=str(SAMPLE_DIR), download=False,
+                                   train_subset=5000))
+    with pytest.raises(TrainingError, match=re.escape(
+            "--train-subset 5000 is not less than the 1000 train images")):
+        prepare(too_many)
