@@ -14,6 +14,7 @@ import os
 
 import keras
 
+from kerasnets.layers.blocks import NORMS
 from kerasnets.registry import model_info
 
 
@@ -100,6 +101,8 @@ OPTION_RULES = {
     "bn_size": _count,
     "pool": _one_of("avg", "max"),
     "shortcut": _one_of("A", "B"),
+    "norm": _one_of(*NORMS),
+    "cardinality": _count,  # resnext_cifar derives its widths for any C >= 1
     "activation": _one_of("relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",
                           "silu", "gelu"),
 }
@@ -176,6 +179,9 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
         ``keras.saving.load_model`` (once ``kerasnets`` is imported).
     """
     info = model_info(name)
+    if weights == "imagenet" and options.get("norm", "batch") != "batch":
+        raise ValueError(f"{name}: the ImageNet weights were trained with BatchNorm; "
+                         f"use norm='batch' (the default) with weights='imagenet'.")
     if weights == "imagenet":
         from kerasnets.interop import imagenet
 
