@@ -32,8 +32,9 @@ def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth,
         fc_units: width of the two hidden dense layers (4096 in the paper; most of
             VGG's 133-144M parameters sit in the first of them).
     """
-    return _vgg(input_shape, num_classes, include_top, pooling, name, depth, None,
-                dropout_rate, fc_units)
+    return _vgg(input_shape=input_shape, num_classes=num_classes, include_top=include_top,
+                pooling=pooling, name=name, depth=depth, norm=None,
+                dropout_rate=dropout_rate, fc_units=fc_units)
 
 
 def build_vgg_bn(*, input_shape, num_classes, include_top, pooling, name, depth,
@@ -45,12 +46,14 @@ def build_vgg_bn(*, input_shape, num_classes, include_top, pooling, name, depth,
         norm: "batch" (torchvision), "group", "layer", "instance" or "none" (see
             :func:`kerasnets.layers.blocks.norm`); the layers keep the BN names.
     """
-    return _vgg(input_shape, num_classes, include_top, pooling, name, depth, norm,
-                dropout_rate, fc_units)
+    return _vgg(input_shape=input_shape, num_classes=num_classes, include_top=include_top,
+                pooling=pooling, name=name, depth=depth, norm=norm,
+                dropout_rate=dropout_rate, fc_units=fc_units)
 
 
-def _vgg(input_shape, num_classes, include_top, pooling, name, depth, norm, dropout_rate,
+def _vgg(*, input_shape, num_classes, include_top, pooling, name, depth, norm, dropout_rate,
          fc_units):
+    """The network; ``norm=None``: no norm layer at all (the plain VGGs)."""
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for stage, (convs, filters) in enumerate(zip(STAGES[depth], CHANNELS), start=1):
