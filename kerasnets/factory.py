@@ -14,6 +14,7 @@ import os
 
 import keras
 
+from kerasnets.layers.blocks import NORMS
 from kerasnets.registry import model_info
 
 
@@ -82,6 +83,11 @@ def _count(value):
     return None if value >= 1 else "must be an integer >= 1"
 
 
+def _cardinality(value):
+    # resnext_cifar keeps its FLOPs within 5% of cardinality 1 up to 32 groups, not beyond
+    return None if 1 <= value <= 32 else "must be an integer from 1 to 32"
+
+
 def _one_of(*choices):
     def check(value):
         return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
@@ -100,6 +106,8 @@ OPTION_RULES = {
     "bn_size": _count,
     "pool": _one_of("avg", "max"),
     "shortcut": _one_of("A", "B"),
+    "norm": _one_of(*NORMS),
+    "cardinality": _cardinality,
     "activation": _one_of("relu", "relu6", "hard_swish", "hard_sigmoid", "sigmoid", "tanh",
                           "silu", "gelu"),
 }
@@ -176,6 +184,9 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
         ``keras.saving.load_model`` (once ``kerasnets`` is imported).
     """
     info = model_info(name)
+    if weights == "imagenet" and options.get("norm", "batch") != "batch":
+        raise ValueError(f"{name}: the ImageNet weights were trained with BatchNorm; "
+                         f"use norm='batch' (the default) with weights='imagenet'.")
     if weights == "imagenet":
         from kerasnets.interop import imagenet
 

@@ -64,7 +64,8 @@ def test_every_family_module_is_discovered():
                   for name in MODELS}
     assert modules == registered  # every family file registers models, found without a list
     assert MODELS == sorted(MODELS) and len(MODELS) >= 26
-    assert kerasnets.list_models("resnext*") == ["resnext101_32x8d", "resnext50_32x4d"]
+    assert kerasnets.list_models("resnext*") == ["resnext101_32x8d", "resnext50_32x4d",
+                                                 "resnext_cifar"]
 
 
 def test_register_refuses_duplicates_and_empty_metadata():

@@ -80,6 +80,59 @@ def batch_norm(x, *, name, epsilon=1e-5, torch_momentum=0.1, gamma_initializer="
         gamma_initializer=gamma_initializer, name=name)(x)
 
 
+# The normalisations a family's ``norm`` option picks from (issue 14). "batch" is the
+# zoo's BatchNormalization, layer for layer, so torchvision's weights still load.
+NORMS = ("batch", "group", "layer", "instance", "none")
+MAX_GROUPS = 32  # Wu & He's GroupNorm default
+
+
+def norm_groups(channels, kind):
+    """Groups of ``GroupNormalization`` for ``kind``: group, the largest divisor of
+    ``channels`` up to 32 (so 24 channels get 24 groups, 40 get 20); layer, 1;
+    instance, one per channel."""
+    if kind == "group":
+        return max(g for g in range(1, min(MAX_GROUPS, channels) + 1) if channels % g == 0)
+    return {"layer": 1, "instance": channels}[kind]
+
+
+def norm(x, kind="batch", *, name, epsilon=1e-5, torch_momentum=0.1, gamma_initializer="ones"):
+    """The normalisation ``kind`` (one of :data:`NORMS`) over the channels of ``x``.
+
+    * ``batch``: :func:`batch_norm` (``epsilon`` and ``torch_momentum`` are the
+      family's, e.g. 1e-3 in GoogLeNet and MobileNet V3).
+    * ``group``, ``layer``, ``instance``: ``keras.layers.GroupNormalization`` with
+      :func:`norm_groups` groups and torch's epsilon 1e-5 (``torch.nn.GroupNorm``'s).
+      ``layer`` is GroupNorm with one group: mean and variance over C, H, W of each
+      sample and a per-channel scale and shift, as the GroupNorm paper defines layer
+      norm for conv nets (``torch.nn.GroupNorm(1, C)``); Keras' ``LayerNormalization``
+      over (H, W, C) would instead learn one scale per pixel, tying the weights to
+      the input size.
+    * ``none``: ``x`` unchanged; the convolution before it should then keep its bias
+      (:func:`conv_bias`).
+
+    On a dense layer's ``(batch, features)`` output, ``instance`` would normalise
+    each feature alone (output = beta whatever the input), so it means ``layer`` there.
+    """
+    if kind == "batch":
+        return batch_norm(x, name=name, epsilon=epsilon, torch_momentum=torch_momentum,
+                          gamma_initializer=gamma_initializer)
+    if kind == "none":
+        return x
+    if kind not in NORMS:
+        raise ValueError(f"Unknown norm {kind!r}; use one of {', '.join(NORMS)}.")
+    if kind == "instance" and len(x.shape) == 2:
+        kind = "layer"
+    return keras.layers.GroupNormalization(
+        groups=norm_groups(num_channels(x), kind), axis=channel_axis(), epsilon=1e-5,
+        gamma_initializer=gamma_initializer, name=name)(x)
+
+
+def conv_bias(norm_kind) -> bool:
+    """Whether a convolution followed by ``norm_kind`` needs its own bias: a norm's
+    beta is the shift, so only without one (``none``) would the layer lose it."""
+    return norm_kind == "none"
+
+
 def activation(x, kind, *, name):
     """Apply ``kind``: relu, relu6, hard_swish, hard_sigmoid, sigmoid, tanh or None."""
     if kind is None:
@@ -95,15 +148,18 @@ def activation(x, kind, *, name):
 
 
 def conv_bn_act(x, filters, kernel_size, *, name, stride=1, padding=None, groups=1,
-                act="relu", bn_epsilon=1e-5, bn_momentum=0.1, gamma_initializer="ones"):
-    """torchvision's ``Conv2dNormActivation``: conv (no bias), BN, activation.
+                act="relu", bn_epsilon=1e-5, bn_momentum=0.1, gamma_initializer="ones",
+                norm_kind="batch"):
+    """torchvision's ``Conv2dNormActivation``: conv (no bias), norm (BN by default:
+    ``norm_kind``, see :func:`norm`), activation.
 
-    Layers are named ``{name}_conv``, ``{name}_bn`` and ``{name}_act``.
+    Layers are named ``{name}_conv``, ``{name}_bn`` and ``{name}_act`` (``_bn`` whatever
+    the norm, so that the names stay the API).
     """
     x = conv2d(x, filters, kernel_size, stride=stride, padding=padding, groups=groups,
-               name=f"{name}_conv")
-    x = batch_norm(x, epsilon=bn_epsilon, torch_momentum=bn_momentum,
-                   gamma_initializer=gamma_initializer, name=f"{name}_bn")
+               use_bias=conv_bias(norm_kind), name=f"{name}_conv")
+    x = norm(x, norm_kind, epsilon=bn_epsilon, torch_momentum=bn_momentum,
+             gamma_initializer=gamma_initializer, name=f"{name}_bn")
     return activation(x, act, name=f"{name}_act")
 
 

@@ -51,48 +51,52 @@ class ZeroPadChannels(keras.layers.Layer):
         return {**super().get_config(), "extra": self.extra, "data_format": self.data_format}
 
 
-def _shortcut(x, filters, stride, *, kind, name):
+def _shortcut(x, filters, stride, *, kind, norm, name):
     if stride == 1 and B.num_channels(x) == filters:
         return x
     if kind == "B":  # projection: 1x1 convolution with the stride, then BN
-        x = B.conv2d(x, filters, 1, stride=stride, name=f"{name}_downsample_0")
-        return B.batch_norm(x, name=f"{name}_downsample_1")
+        x = B.conv2d(x, filters, 1, stride=stride, use_bias=B.conv_bias(norm),
+                     name=f"{name}_downsample_0")
+        return B.norm(x, norm, name=f"{name}_downsample_1")
     x = MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
     return ZeroPadChannels(filters - B.num_channels(x), name=f"{name}_zero_pad")(x)
 
 
-def basic_block(x, filters, *, stride, shortcut, name):
+def basic_block(x, filters, *, stride, shortcut, norm="batch", name):
     """Two 3x3 convolutions with BN; ``shortcut`` is "A", "B" or None (plain)."""
-    y = B.conv2d(x, filters, 3, stride=stride, name=f"{name}_conv1")
-    y = B.batch_norm(y, name=f"{name}_bn1")
+    bias = B.conv_bias(norm)
+    y = B.conv2d(x, filters, 3, stride=stride, use_bias=bias, name=f"{name}_conv1")
+    y = B.norm(y, norm, name=f"{name}_bn1")
     y = B.activation(y, "relu", name=f"{name}_relu1")
-    y = B.conv2d(y, filters, 3, name=f"{name}_conv2")
-    y = B.batch_norm(y, name=f"{name}_bn2")
+    y = B.conv2d(y, filters, 3, use_bias=bias, name=f"{name}_conv2")
+    y = B.norm(y, norm, name=f"{name}_bn2")
     if shortcut is not None:
         y = keras.layers.Add(name=f"{name}_add")(
-            [y, _shortcut(x, filters, stride, kind=shortcut, name=name)])
+            [y, _shortcut(x, filters, stride, kind=shortcut, norm=norm, name=name)])
     return B.activation(y, "relu", name=f"{name}_out")
 
 
 def build_cifar_resnet(*, input_shape, num_classes, include_top, pooling, name,
-                       blocks_per_stage, residual, shortcut="A"):
+                       blocks_per_stage, residual, shortcut="A", norm="batch"):
     """A CIFAR ResNet (``residual=True``) or its plain twin, ``6 * blocks_per_stage + 2``
     layers deep.
 
     Args:
         shortcut: "A" (identity, zero-padded where the shape changes: the paper's
             CIFAR choice) or "B" (1x1 projections where the shape changes).
+        norm: "batch" (the paper), "group", "layer", "instance" or "none" (see
+            :func:`kerasnets.layers.blocks.norm`).
     """
     if shortcut not in ("A", "B"):
         raise ValueError(f"{name}: shortcut must be 'A' or 'B', not {shortcut!r}.")
     inputs = keras.Input(input_shape, name="input")
-    x = B.conv2d(inputs, STAGE_FILTERS[0], 3, name="conv1")
-    x = B.batch_norm(x, name="bn1")
+    x = B.conv2d(inputs, STAGE_FILTERS[0], 3, use_bias=B.conv_bias(norm), name="conv1")
+    x = B.norm(x, norm, name="bn1")
     x = B.activation(x, "relu", name="relu")
     for stage, filters in enumerate(STAGE_FILTERS):
         for i in range(blocks_per_stage):
             x = basic_block(x, filters, stride=2 if stage > 0 and i == 0 else 1,
-                            shortcut=shortcut if residual else None,
+                            shortcut=shortcut if residual else None, norm=norm,
                             name=f"layer{stage + 1}_{i}")
     outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
                                   pooling=pooling)

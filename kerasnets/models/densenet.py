@@ -18,27 +18,30 @@ from kerasnets.registry import Paper, Reduced, TorchvisionNames, Weights, regist
 DENSENET = Paper("Densely Connected Convolutional Networks", "https://arxiv.org/abs/1608.06993")
 
 
-def dense_layer(x, growth_rate, bn_size, *, dropout_rate, name):
-    y = B.batch_norm(x, name=f"{name}_norm1")
+def dense_layer(x, growth_rate, bn_size, *, dropout_rate, norm, name):
+    # pre-activation: every convolution's output reaches a norm (here or in the next
+    # layer), so each keeps a bias only when there is no norm
+    bias = B.conv_bias(norm)
+    y = B.norm(x, norm, name=f"{name}_norm1")
     y = B.activation(y, "relu", name=f"{name}_relu1")
-    y = B.conv2d(y, bn_size * growth_rate, 1, name=f"{name}_conv1")
-    y = B.batch_norm(y, name=f"{name}_norm2")
+    y = B.conv2d(y, bn_size * growth_rate, 1, use_bias=bias, name=f"{name}_conv1")
+    y = B.norm(y, norm, name=f"{name}_norm2")
     y = B.activation(y, "relu", name=f"{name}_relu2")
-    y = B.conv2d(y, growth_rate, 3, name=f"{name}_conv2")
+    y = B.conv2d(y, growth_rate, 3, use_bias=bias, name=f"{name}_conv2")
     if dropout_rate:
         y = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(y)
     return keras.layers.Concatenate(axis=B.channel_axis(), name=f"{name}_concat")([x, y])
 
 
-def transition(x, *, name):
-    x = B.batch_norm(x, name=f"{name}_norm")
+def transition(x, *, norm, name):
+    x = B.norm(x, norm, name=f"{name}_norm")
     x = B.activation(x, "relu", name=f"{name}_relu")
-    x = B.conv2d(x, B.num_channels(x) // 2, 1, name=f"{name}_conv")
+    x = B.conv2d(x, B.num_channels(x) // 2, 1, use_bias=B.conv_bias(norm), name=f"{name}_conv")
     return B.avg_pool(x, 2, 2, name=f"{name}_pool")
 
 
 def build_densenet(*, input_shape, num_classes, include_top, pooling, name, growth_rate,
-                   block_config, num_init_features, bn_size=4, dropout_rate=0.0):
+                   block_config, num_init_features, bn_size=4, dropout_rate=0.0, norm="batch"):
     """DenseNet.
 
     Args:
@@ -46,19 +49,22 @@ def build_densenet(*, input_shape, num_classes, include_top, pooling, name, grow
             block, 64 for the ImageNet models).
         bn_size: bottleneck width as a multiple of ``growth_rate``.
         dropout_rate: dropout after every dense layer (torchvision's ``drop_rate``).
+        norm: "batch" (torchvision), "group", "layer", "instance" or "none" (see
+            :func:`kerasnets.layers.blocks.norm`); the layers keep the BN names.
     """
     inputs = keras.Input(input_shape, name="input")
-    x = B.conv2d(inputs, num_init_features, 7, stride=2, padding=3, name="conv0")
-    x = B.batch_norm(x, name="norm0")
+    x = B.conv2d(inputs, num_init_features, 7, stride=2, padding=3,
+                 use_bias=B.conv_bias(norm), name="conv0")
+    x = B.norm(x, norm, name="norm0")
     x = B.activation(x, "relu", name="relu0")
     x = B.max_pool(x, 3, 2, padding=1, name="pool0")
     for i, num_layers in enumerate(block_config, start=1):
         for j in range(1, num_layers + 1):
-            x = dense_layer(x, growth_rate, bn_size, dropout_rate=dropout_rate,
+            x = dense_layer(x, growth_rate, bn_size, dropout_rate=dropout_rate, norm=norm,
                             name=f"denseblock{i}_denselayer{j}")
         if i != len(block_config):
-            x = transition(x, name=f"transition{i}")
-    x = B.batch_norm(x, name="norm5")
+            x = transition(x, norm=norm, name=f"transition{i}")
+    x = B.norm(x, norm, name="norm5")
     x = B.activation(x, "relu", name="relu5")
     outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
                                   pooling=pooling, fc_name="classifier")

@@ -30,27 +30,27 @@ POOLS = {"inception3b": ("maxpool3", 3), "inception4e": ("maxpool4", 2)}
 AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
 
 
-def basic_conv(x, filters, kernel_size, *, name, stride=1, padding=None):
+def basic_conv(x, filters, kernel_size, *, name, stride=1, padding=None, norm="batch"):
     return B.conv_bn_act(x, filters, kernel_size, stride=stride, padding=padding,
-                         bn_epsilon=1e-3, name=name)
+                         bn_epsilon=1e-3, norm_kind=norm, name=name)
 
 
-def inception_block(x, c1, c3_reduce, c3, c5_reduce, c5, pool_proj, *, name):
-    branch1 = basic_conv(x, c1, 1, name=f"{name}_branch1")
-    branch2 = basic_conv(x, c3_reduce, 1, name=f"{name}_branch2_0")
-    branch2 = basic_conv(branch2, c3, 3, name=f"{name}_branch2_1")
-    branch3 = basic_conv(x, c5_reduce, 1, name=f"{name}_branch3_0")
-    branch3 = basic_conv(branch3, c5, 3, name=f"{name}_branch3_1")
+def inception_block(x, c1, c3_reduce, c3, c5_reduce, c5, pool_proj, *, norm, name):
+    branch1 = basic_conv(x, c1, 1, norm=norm, name=f"{name}_branch1")
+    branch2 = basic_conv(x, c3_reduce, 1, norm=norm, name=f"{name}_branch2_0")
+    branch2 = basic_conv(branch2, c3, 3, norm=norm, name=f"{name}_branch2_1")
+    branch3 = basic_conv(x, c5_reduce, 1, norm=norm, name=f"{name}_branch3_0")
+    branch3 = basic_conv(branch3, c5, 3, norm=norm, name=f"{name}_branch3_1")
     branch4 = B.max_pool(x, 3, 1, padding=1, ceil_mode=True, name=f"{name}_branch4_0")
-    branch4 = basic_conv(branch4, pool_proj, 1, name=f"{name}_branch4_1")
+    branch4 = basic_conv(branch4, pool_proj, 1, norm=norm, name=f"{name}_branch4_1")
     return keras.layers.Concatenate(axis=B.channel_axis(), name=f"{name}_concat")(
         [branch1, branch2, branch3, branch4])
 
 
-def aux_head(x, num_classes, *, name, dropout_rate=0.7):
+def aux_head(x, num_classes, *, norm, name, dropout_rate=0.7):
     """torchvision's ``InceptionAux``: 4x4 pool, 1x1 conv, two dense layers."""
     x = B.adaptive_avg_pool(x, 4, name=f"{name}_pool")
-    x = basic_conv(x, 128, 1, name=f"{name}_conv")
+    x = basic_conv(x, 128, 1, norm=norm, name=f"{name}_conv")
     x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = B.dense(x, 1024, name=f"{name}_fc1")
     x = B.activation(x, "relu", name=f"{name}_relu")
@@ -70,7 +70,7 @@ def imagenet_to_torchvision_input(x, *, name):
 
 
 def build_googlenet(*, input_shape, num_classes, include_top, pooling, name,
-                    aux_logits=False, dropout_rate=0.2, transform_input=False):
+                    aux_logits=False, dropout_rate=0.2, transform_input=False, norm="batch"):
     """GoogLeNet.
 
     Args:
@@ -79,23 +79,25 @@ def build_googlenet(*, input_shape, num_classes, include_top, pooling, name,
         dropout_rate: before the classifier (torchvision: 0.2).
         transform_input: re-normalise ImageNet-normalised RGB inputs as torchvision's
             ImageNet weights expect (set by ``weights="imagenet"``).
+        norm: "batch" (torchvision, eps 1e-3), "group", "layer", "instance" or "none"
+            (see :func:`kerasnets.layers.blocks.norm`); the layers keep the BN names.
     """
     if aux_logits and not include_top:
         raise ValueError("googlenet: aux_logits=True needs include_top=True.")
     inputs = keras.Input(input_shape, name="input")
     x = imagenet_to_torchvision_input(inputs, name="transform_input") if transform_input \
         else inputs
-    x = basic_conv(x, 64, 7, stride=2, padding=3, name="conv1")
+    x = basic_conv(x, 64, 7, stride=2, padding=3, norm=norm, name="conv1")
     x = B.max_pool(x, 3, 2, ceil_mode=True, name="maxpool1")
-    x = basic_conv(x, 64, 1, name="conv2")
-    x = basic_conv(x, 192, 3, name="conv3")
+    x = basic_conv(x, 64, 1, norm=norm, name="conv2")
+    x = basic_conv(x, 192, 3, norm=norm, name="conv3")
     x = B.max_pool(x, 3, 2, ceil_mode=True, name="maxpool2")
     aux_outputs = []
     for block, channels in INCEPTION.items():
         block_name = f"inception{block}"
-        x = inception_block(x, *channels, name=block_name)
+        x = inception_block(x, *channels, norm=norm, name=block_name)
         if aux_logits and block_name in AUX_AFTER:
-            aux_outputs.append(aux_head(x, num_classes, name=AUX_AFTER[block_name]))
+            aux_outputs.append(aux_head(x, num_classes, norm=norm, name=AUX_AFTER[block_name]))
         if block_name in POOLS:
             pool_name, size = POOLS[block_name]
             x = B.max_pool(x, size, 2, ceil_mode=True, name=pool_name)

@@ -10,7 +10,10 @@
   it (BN eps 1e-3, momentum 0.01; squeeze-excitation with hard-sigmoid).
 
 The width multiplier is ``width_multiplier`` (``alpha`` is accepted too, the name
-keras.applications uses). The resolution multiplier is the input size.
+keras.applications uses). The resolution multiplier is the input size. ``norm``
+picks the normalisation of every conv block ("batch", as the papers, "group",
+"layer", "instance" or "none": :func:`kerasnets.layers.blocks.norm`); a depthwise
+convolution's channels are normalised like any other's.
 """
 
 import re
@@ -49,7 +52,7 @@ V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1)
 
 def build_mobilenet_v1(*, input_shape, num_classes, include_top, pooling, name,
                        width_multiplier=1.0, alpha=None, activation="relu",
-                       dropout_rate=1e-3):
+                       dropout_rate=1e-3, norm="batch"):
     """MobileNet V1.
 
     Args:
@@ -59,11 +62,13 @@ def build_mobilenet_v1(*, input_shape, num_classes, include_top, pooling, name,
     """
     width = _width(width_multiplier, alpha)
     inputs = keras.Input(input_shape, name="input")
-    x = B.conv_bn_act(inputs, int(32 * width), 3, stride=2, act=activation, name="stem")
+    x = B.conv_bn_act(inputs, int(32 * width), 3, stride=2, act=activation, norm_kind=norm,
+                      name="stem")
     for i, (filters, stride) in enumerate(V1_BLOCKS, start=1):
         x = B.conv_bn_act(x, B.num_channels(x), 3, stride=stride, groups=B.num_channels(x),
-                          act=activation, name=f"block{i}_dw")
-        x = B.conv_bn_act(x, int(filters * width), 1, act=activation, name=f"block{i}_pw")
+                          act=activation, norm_kind=norm, name=f"block{i}_dw")
+        x = B.conv_bn_act(x, int(filters * width), 1, act=activation, norm_kind=norm,
+                          name=f"block{i}_pw")
     outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
                                   pooling=pooling, dropout_rate=dropout_rate,
                                   fc_name="classifier")
@@ -77,22 +82,24 @@ V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 9
                (6, 160, 3, 2), (6, 320, 1, 1))
 
 
-def inverted_residual_v2(x, out_channels, *, stride, expand_ratio, drop_path_rate, name):
+def inverted_residual_v2(x, out_channels, *, stride, expand_ratio, drop_path_rate, norm,
+                         name):
     in_channels = B.num_channels(x)
     hidden = int(round(in_channels * expand_ratio))
     y = x
     if expand_ratio != 1:
-        y = B.conv_bn_act(y, hidden, 1, act="relu6", name=f"{name}_expand")
+        y = B.conv_bn_act(y, hidden, 1, act="relu6", norm_kind=norm, name=f"{name}_expand")
     y = B.conv_bn_act(y, hidden, 3, stride=stride, groups=hidden, act="relu6",
-                      name=f"{name}_dw")
-    y = B.conv_bn_act(y, out_channels, 1, act=None, name=f"{name}_project")
+                      norm_kind=norm, name=f"{name}_dw")
+    y = B.conv_bn_act(y, out_channels, 1, act=None, norm_kind=norm, name=f"{name}_project")
     if stride == 1 and in_channels == out_channels:
         y = _residual(y, x, drop_path_rate=drop_path_rate, name=name)
     return y
 
 
 def build_mobilenet_v2(*, input_shape, num_classes, include_top, pooling, name,
-                       width_multiplier=1.0, alpha=None, dropout_rate=0.2, drop_path_rate=0.0):
+                       width_multiplier=1.0, alpha=None, dropout_rate=0.2, drop_path_rate=0.0,
+                       norm="batch"):
     """MobileNet V2.
 
     Args:
@@ -103,17 +110,17 @@ def build_mobilenet_v2(*, input_shape, num_classes, include_top, pooling, name,
     width = _width(width_multiplier, alpha)
     inputs = keras.Input(input_shape, name="input")
     x = B.conv_bn_act(inputs, B.make_divisible(32 * width), 3, stride=2, act="relu6",
-                      name="stem")
+                      norm_kind=norm, name="stem")
     total = sum(n for _, _, n, _ in V2_SETTINGS)
     index = 0
     for t, c, n, s in V2_SETTINGS:
         for i in range(n):
             index += 1
             x = inverted_residual_v2(x, B.make_divisible(c * width), stride=s if i == 0 else 1,
-                                     expand_ratio=t, name=f"block{index}",
+                                     expand_ratio=t, norm=norm, name=f"block{index}",
                                      drop_path_rate=drop_path_rate * (index - 1) / (total - 1))
     x = B.conv_bn_act(x, B.make_divisible(1280 * max(1.0, width)), 1, act="relu6",
-                      name="last")
+                      norm_kind=norm, name="last")
     outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
                                   pooling=pooling, dropout_rate=dropout_rate,
                                   fc_name="classifier")
@@ -141,16 +148,18 @@ V3_BN = dict(bn_epsilon=1e-3, bn_momentum=0.01)
 
 
 def inverted_residual_v3(x, kernel, expanded, out_channels, use_se, act, stride, *,
-                         drop_path_rate, name):
+                         drop_path_rate, norm, name):
     in_channels = B.num_channels(x)
     y = x
     if expanded != in_channels:
-        y = B.conv_bn_act(y, expanded, 1, act=act, name=f"{name}_expand", **V3_BN)
+        y = B.conv_bn_act(y, expanded, 1, act=act, norm_kind=norm, name=f"{name}_expand",
+                          **V3_BN)
     y = B.conv_bn_act(y, expanded, kernel, stride=stride, groups=expanded, act=act,
-                      name=f"{name}_dw", **V3_BN)
+                      norm_kind=norm, name=f"{name}_dw", **V3_BN)
     if use_se:
         y = B.squeeze_excite(y, B.make_divisible(expanded // 4), name=f"{name}_se")
-    y = B.conv_bn_act(y, out_channels, 1, act=None, name=f"{name}_project", **V3_BN)
+    y = B.conv_bn_act(y, out_channels, 1, act=None, norm_kind=norm, name=f"{name}_project",
+                      **V3_BN)
     if stride == 1 and in_channels == out_channels:
         y = _residual(y, x, drop_path_rate=drop_path_rate, name=name)
     return y
@@ -158,7 +167,7 @@ def inverted_residual_v3(x, kernel, expanded, out_channels, use_se, act, stride,
 
 def build_mobilenet_v3(*, input_shape, num_classes, include_top, pooling, name, settings,
                        last_channels, width_multiplier=1.0, alpha=None, dropout_rate=0.2,
-                       drop_path_rate=0.0):
+                       drop_path_rate=0.0, norm="batch"):
     """MobileNet V3 (large or small by ``settings``).
 
     Args:
@@ -169,13 +178,14 @@ def build_mobilenet_v3(*, input_shape, num_classes, include_top, pooling, name, 
     width = _width(width_multiplier, alpha)
     inputs = keras.Input(input_shape, name="input")
     x = B.conv_bn_act(inputs, B.make_divisible(16 * width), 3, stride=2, act="hard_swish",
-                      name="stem", **V3_BN)
+                      norm_kind=norm, name="stem", **V3_BN)
     for i, (kernel, expanded, out, use_se, act, stride) in enumerate(settings, start=1):
         x = inverted_residual_v3(x, kernel, B.make_divisible(expanded * width),
                                  B.make_divisible(out * width), use_se, act, stride,
                                  drop_path_rate=drop_path_rate * (i - 1) / (len(settings) - 1),
-                                 name=f"block{i}")
-    x = B.conv_bn_act(x, 6 * B.num_channels(x), 1, act="hard_swish", name="last", **V3_BN)
+                                 norm=norm, name=f"block{i}")
+    x = B.conv_bn_act(x, 6 * B.num_channels(x), 1, act="hard_swish", norm_kind=norm,
+                      name="last", **V3_BN)
     if include_top:
         x = B.global_pool(x, "avg", name="avgpool")
         x = B.dense(x, B.make_divisible(last_channels * width), name="classifier_fc1")

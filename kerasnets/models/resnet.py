@@ -26,12 +26,13 @@ RESNEXT = Paper("Aggregated Residual Transformations for Deep Neural Networks",
 WIDE_RESNET = Paper("Wide Residual Networks", "https://arxiv.org/abs/1605.07146")
 
 
-def _shortcut(x, filters, stride, *, name):
+def _shortcut(x, filters, stride, *, norm, name):
     """Identity, or torchvision's ``downsample``: 1x1 conv with the stride, then BN."""
     if stride == 1 and B.num_channels(x) == filters:
         return x
-    x = B.conv2d(x, filters, 1, stride=stride, name=f"{name}_downsample_0")
-    return B.batch_norm(x, name=f"{name}_downsample_1")
+    x = B.conv2d(x, filters, 1, stride=stride, use_bias=B.conv_bias(norm),
+                 name=f"{name}_downsample_0")
+    return B.norm(x, norm, name=f"{name}_downsample_1")
 
 
 def _residual_add(x, shortcut, *, drop_path_rate, name):
@@ -41,18 +42,19 @@ def _residual_add(x, shortcut, *, drop_path_rate, name):
 
 
 def basic_block(x, planes, *, stride, name, zero_init_residual=False, drop_path_rate=0.0,
-                groups=1, base_width=64):
+                groups=1, base_width=64, norm="batch"):
     """Two 3x3 convolutions (ResNet-18/34); expansion 1."""
     if groups != 1 or base_width != 64:
         raise ValueError("basic_block supports only groups=1 and base_width=64 "
                          "(as torchvision's BasicBlock).")
-    shortcut = _shortcut(x, planes, stride, name=name)
-    y = B.conv2d(x, planes, 3, stride=stride, name=f"{name}_conv1")
-    y = B.batch_norm(y, name=f"{name}_bn1")
+    bias = B.conv_bias(norm)
+    shortcut = _shortcut(x, planes, stride, norm=norm, name=name)
+    y = B.conv2d(x, planes, 3, stride=stride, use_bias=bias, name=f"{name}_conv1")
+    y = B.norm(y, norm, name=f"{name}_bn1")
     y = B.activation(y, "relu", name=f"{name}_relu1")
-    y = B.conv2d(y, planes, 3, name=f"{name}_conv2")
-    y = B.batch_norm(y, name=f"{name}_bn2",
-                     gamma_initializer="zeros" if zero_init_residual else "ones")
+    y = B.conv2d(y, planes, 3, use_bias=bias, name=f"{name}_conv2")
+    y = B.norm(y, norm, name=f"{name}_bn2",
+               gamma_initializer="zeros" if zero_init_residual else "ones")
     return _residual_add(y, shortcut, drop_path_rate=drop_path_rate, name=name)
 
 
@@ -60,20 +62,22 @@ basic_block.expansion = 1
 
 
 def bottleneck_block(x, planes, *, stride, name, zero_init_residual=False,
-                     drop_path_rate=0.0, groups=1, base_width=64):
+                     drop_path_rate=0.0, groups=1, base_width=64, norm="batch"):
     """1x1 reduce, 3x3 (grouped for ResNeXt, carries the stride), 1x1 expand x4."""
     width = int(planes * (base_width / 64.0)) * groups
     out_channels = planes * bottleneck_block.expansion
-    shortcut = _shortcut(x, out_channels, stride, name=name)
-    y = B.conv2d(x, width, 1, name=f"{name}_conv1")
-    y = B.batch_norm(y, name=f"{name}_bn1")
+    bias = B.conv_bias(norm)
+    shortcut = _shortcut(x, out_channels, stride, norm=norm, name=name)
+    y = B.conv2d(x, width, 1, use_bias=bias, name=f"{name}_conv1")
+    y = B.norm(y, norm, name=f"{name}_bn1")
     y = B.activation(y, "relu", name=f"{name}_relu1")
-    y = B.conv2d(y, width, 3, stride=stride, groups=groups, name=f"{name}_conv2")
-    y = B.batch_norm(y, name=f"{name}_bn2")
+    y = B.conv2d(y, width, 3, stride=stride, groups=groups, use_bias=bias,
+                 name=f"{name}_conv2")
+    y = B.norm(y, norm, name=f"{name}_bn2")
     y = B.activation(y, "relu", name=f"{name}_relu2")
-    y = B.conv2d(y, out_channels, 1, name=f"{name}_conv3")
-    y = B.batch_norm(y, name=f"{name}_bn3",
-                     gamma_initializer="zeros" if zero_init_residual else "ones")
+    y = B.conv2d(y, out_channels, 1, use_bias=bias, name=f"{name}_conv3")
+    y = B.norm(y, norm, name=f"{name}_bn3",
+               gamma_initializer="zeros" if zero_init_residual else "ones")
     return _residual_add(y, shortcut, drop_path_rate=drop_path_rate, name=name)
 
 
@@ -84,7 +88,7 @@ BLOCKS = {"basic": basic_block, "bottleneck": bottleneck_block}
 
 def build_resnet(*, input_shape, num_classes, include_top, pooling, name, block, layers,
                  groups, width_per_group, small_input=False, zero_init_residual=False,
-                 drop_path_rate=0.0, dropout_rate=0.0):
+                 drop_path_rate=0.0, dropout_rate=0.0, norm="batch"):
     """ResNet / ResNeXt.
 
     Args:
@@ -94,16 +98,20 @@ def build_resnet(*, input_shape, num_classes, include_top, pooling, name, block,
         zero_init_residual: start each block's last BN gamma at zero (Goyal et al. 2017).
         drop_path_rate: stochastic depth, rising linearly to this rate at the last block.
         dropout_rate: dropout before the classifier (torchvision: none).
+        norm: "batch" (torchvision), "group", "layer", "instance" or "none" (see
+            :func:`kerasnets.layers.blocks.norm`); the layers keep the BN names.
     """
+    check_zero_init_residual(zero_init_residual, norm, name=name)
     block_fn = BLOCKS[block]
+    bias = B.conv_bias(norm)
     inputs = keras.Input(input_shape, name="input")
     if small_input:
-        x = B.conv2d(inputs, 64, 3, name="conv1")
-        x = B.batch_norm(x, name="bn1")
+        x = B.conv2d(inputs, 64, 3, use_bias=bias, name="conv1")
+        x = B.norm(x, norm, name="bn1")
         x = B.activation(x, "relu", name="relu")
     else:
-        x = B.conv2d(inputs, 64, 7, stride=2, padding=3, name="conv1")
-        x = B.batch_norm(x, name="bn1")
+        x = B.conv2d(inputs, 64, 7, stride=2, padding=3, use_bias=bias, name="conv1")
+        x = B.norm(x, norm, name="bn1")
         x = B.activation(x, "relu", name="relu")
         x = B.max_pool(x, 3, 2, padding=1, name="maxpool")
 
@@ -113,7 +121,7 @@ def build_resnet(*, input_shape, num_classes, include_top, pooling, name, block,
         for i in range(num_blocks):
             stride = 2 if stage > 0 and i == 0 else 1
             x = block_fn(x, planes, stride=stride, groups=groups, base_width=width_per_group,
-                         zero_init_residual=zero_init_residual,
+                         zero_init_residual=zero_init_residual, norm=norm,
                          drop_path_rate=drop_path_rate * index / max(total_blocks - 1, 1),
                          name=f"layer{stage + 1}_{i}")
             index += 1
@@ -121,6 +129,12 @@ def build_resnet(*, input_shape, num_classes, include_top, pooling, name, block,
     outputs = B.pooled_classifier(x, num_classes=num_classes, include_top=include_top,
                                   pooling=pooling, dropout_rate=dropout_rate)
     return keras.Model(inputs, outputs, name=name)
+
+
+def check_zero_init_residual(zero_init_residual, norm, *, name):
+    if zero_init_residual and norm == "none":
+        raise ValueError(f"{name}: zero_init_residual zeroes a norm layer's scale, and "
+                         f"norm='none' has none; use another norm or leave it False.")
 
 
 def _cfg(block, layers, groups=1, width_per_group=64):

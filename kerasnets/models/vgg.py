@@ -3,6 +3,10 @@
 Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
 Recognition" (2014). Stages of 3x3 convolutions (bias kept even with BN, as in
 torchvision) and 2x2 max-pools; adaptive average pool to 7x7; three dense layers.
+
+The ``_bn`` variants take the ``norm`` option (``"batch"``, ``"group"``, ``"layer"``,
+``"instance"``; ``"none"`` is the plain variant with the ``_bn`` names). The plain
+variants have no norm layer to change, so they do not take it.
 """
 
 import keras
@@ -19,22 +23,44 @@ STAGES = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2,
 CHANNELS = (64, 128, 256, 512, 512)
 
 
-def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth, batch_norm,
+def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth,
               dropout_rate=0.5, fc_units=4096):
-    """VGG-``depth``; ``batch_norm`` adds BN (eps 1e-5) after every convolution.
+    """VGG-``depth`` without normalisation.
 
     Args:
         dropout_rate: after each of the first two dense layers.
         fc_units: width of the two hidden dense layers (4096 in the paper; most of
             VGG's 133-144M parameters sit in the first of them).
     """
+    return _vgg(input_shape=input_shape, num_classes=num_classes, include_top=include_top,
+                pooling=pooling, name=name, depth=depth, norm=None,
+                dropout_rate=dropout_rate, fc_units=fc_units)
+
+
+def build_vgg_bn(*, input_shape, num_classes, include_top, pooling, name, depth,
+                 dropout_rate=0.5, fc_units=4096, norm="batch"):
+    """VGG-``depth`` with a norm after every convolution (BN with eps 1e-5 by default).
+
+    Args:
+        dropout_rate, fc_units: as :func:`build_vgg`.
+        norm: "batch" (torchvision), "group", "layer", "instance" or "none" (see
+            :func:`kerasnets.layers.blocks.norm`); the layers keep the BN names.
+    """
+    return _vgg(input_shape=input_shape, num_classes=num_classes, include_top=include_top,
+                pooling=pooling, name=name, depth=depth, norm=norm,
+                dropout_rate=dropout_rate, fc_units=fc_units)
+
+
+def _vgg(*, input_shape, num_classes, include_top, pooling, name, depth, norm, dropout_rate,
+         fc_units):
+    """The network; ``norm=None``: no norm layer at all (the plain VGGs)."""
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for stage, (convs, filters) in enumerate(zip(STAGES[depth], CHANNELS), start=1):
         for i in range(1, convs + 1):
             x = B.conv2d(x, filters, 3, use_bias=True, name=f"block{stage}_conv{i}")
-            if batch_norm:
-                x = B.batch_norm(x, name=f"block{stage}_bn{i}")
+            if norm is not None:
+                x = B.norm(x, norm, name=f"block{stage}_bn{i}")
             x = B.activation(x, "relu", name=f"block{stage}_relu{i}")
         x = B.max_pool(x, 2, 2, name=f"block{stage}_pool")
     if include_top:
@@ -50,8 +76,8 @@ def build_vgg(*, input_shape, num_classes, include_top, pooling, name, depth, ba
     return keras.Model(inputs, x, name=name)
 
 
-def _cfg(depth, batch_norm=False):
-    return dict(depth=depth, batch_norm=batch_norm)
+def _cfg(depth):
+    return dict(depth=depth)
 
 
 def _weights(checkpoint, top1):
@@ -72,11 +98,11 @@ register("vgg16", build_vgg, _cfg(16), params=138_357_544, gmacs=15.470,
          weights=_weights("vgg16-397923af", 71.592), **_COMMON)
 register("vgg19", build_vgg, _cfg(19), params=143_667_240, gmacs=19.632,
          weights=_weights("vgg19-dcbb9e9d", 72.376), **_COMMON)
-register("vgg11_bn", build_vgg, _cfg(11, True), params=132_868_840, gmacs=7.609,
+register("vgg11_bn", build_vgg_bn, _cfg(11), params=132_868_840, gmacs=7.609,
          weights=_weights("vgg11_bn-6002323d", 70.37), **_COMMON)
-register("vgg13_bn", build_vgg, _cfg(13, True), params=133_053_736, gmacs=11.308,
+register("vgg13_bn", build_vgg_bn, _cfg(13), params=133_053_736, gmacs=11.308,
          weights=_weights("vgg13_bn-abd245e5", 71.586), **_COMMON)
-register("vgg16_bn", build_vgg, _cfg(16, True), params=138_365_992, gmacs=15.470,
+register("vgg16_bn", build_vgg_bn, _cfg(16), params=138_365_992, gmacs=15.470,
          weights=_weights("vgg16_bn-6c64b313", 73.36), **_COMMON)
-register("vgg19_bn", build_vgg, _cfg(19, True), params=143_678_248, gmacs=19.632,
+register("vgg19_bn", build_vgg_bn, _cfg(19), params=143_678_248, gmacs=19.632,
          weights=_weights("vgg19_bn-c79401a0", 74.218), **_COMMON)
