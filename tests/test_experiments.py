@@ -19,8 +19,6 @@ from kerasnets.training.cli import main as train_main
 from kerasnets.training.prepare import prepare
 from tests.conftest import SAMPLE_DIR
 
-HAS_NORM = "norm" in kerasnets.model_info("resnet20").options
-HAS_RESNEXT = "resnext_cifar" in kerasnets.list_models()
 
 
 def run_quick(tmp_path, name, arms):
@@ -85,7 +83,6 @@ def test_budget_quick_reports_accuracy_and_speed(tmp_path):
     assert lenet["settings"]["lr"] == pytest.approx(0.09)  # d2l's 0.9 x (1 - momentum)
 
 
-@pytest.mark.skipif(not HAS_NORM, reason="needs the norm option of the norm branch")
 def test_normalization_quick_times_each_arm(tmp_path):
     data, text = run_quick(tmp_path, "normalization", ["batch-b8", "group-b8"])
     backend = keras.backend.backend()
@@ -95,7 +92,6 @@ def test_normalization_quick_times_each_arm(tmp_path):
         assert arm["settings"]["model_options"]["norm"] == arm["name"].split("-")[0]
 
 
-@pytest.mark.skipif(not HAS_RESNEXT, reason="needs resnext_cifar of the norm branch")
 def test_cardinality_quick_reports_params_and_speed(tmp_path):
     data, text = run_quick(tmp_path, "cardinality", ["c1", "c32"])
     backend = keras.backend.backend()
