@@ -169,7 +169,7 @@ def feature_model(model, levels, out_indices, *, registered_name):
         info.append({"num_chs": int(shape[channel_axis]), "reduction": int(reduction),
                      "module": layer_name, "index": index})
     outputs = [model.get_layer(info[i]["module"]).output for i in chosen]
-    return FeatureModel(model.inputs, outputs, name=f"{registered_name}_features",
+    return FeatureModel(model.input, outputs, name=f"{registered_name}_features",
                         feature_info=FeatureInfo(info, chosen),
                         registered_name=registered_name)
 
