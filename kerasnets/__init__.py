@@ -24,5 +24,5 @@ list_models()  # imports every family: registers its models and any custom layer
 
 __version__ = "0.1.0"
 
-__all__ = ["FeatureInfo", "FeatureModel", "ModelInfo", "count_macs", "count_params", "create_model", "list_models",
-           "load_torchvision_weights", "model_info"]
+__all__ = ["FeatureInfo", "FeatureModel", "ModelInfo", "count_macs", "count_params",
+           "create_model", "list_models", "load_torchvision_weights", "model_info"]

@@ -111,8 +111,8 @@ def select_levels(out_indices, num_levels, name):
     for index in out_indices:
         if isinstance(index, bool) or not isinstance(index, int) \
                 or not -num_levels <= index < num_levels:
-            raise ValueError(f"out_indices {list(out_indices)}: {index!r} is out of range; "
-                             f"{valid} (or -{num_levels} to -1).")
+            raise ValueError(f"out_indices {list(out_indices)}: {index!r} is not a level "
+                             f"index; {valid} (or -{num_levels} to -1).")
         chosen.append(index % num_levels)
     if not chosen or len(set(chosen)) != len(chosen):
         raise ValueError(f"out_indices {list(out_indices)} must name each level once and at "
@@ -144,16 +144,17 @@ class FeatureModel(keras.Model):
         self.registered_name = registered_name
 
     def get_config(self):
-        return {**super().get_config(), "feature_info": self.feature_info.get_config(),
+        info = self.feature_info.get_config() if self.feature_info else None
+        return {**super().get_config(), "feature_info": info,
                 "registered_name": self.registered_name}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        info = config.pop("feature_info")
-        registered_name = config.pop("registered_name")
+        info = config.pop("feature_info", None)
+        registered_name = config.pop("registered_name", None)
         model = super().from_config(config, custom_objects=custom_objects)
-        model.feature_info = FeatureInfo(**info)
+        model.feature_info = FeatureInfo(**info) if info else None
         model.registered_name = registered_name
         return model
 

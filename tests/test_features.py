@@ -99,7 +99,8 @@ def test_out_indices_select_levels_with_the_same_values():
 
 
 @pytest.mark.parametrize("out_indices, message", [
-    ((5,), r"5 is out of range; resnet18 has 5 feature levels: indices 0 to 4"),
+    ((5,), r"5 is not a level index; resnet18 has 5 feature levels: indices 0 to 4"),
+    ((1, "layer2"), r"'layer2' is not a level index"),
     ((0, 0), r"must name each level once.*indices 0 to 4"),
     ((), r"must name each level once"),
     (6, r"last 6 levels.*give 1 to 5"),

@@ -57,7 +57,8 @@ def feature_levels(model, args):
 
 
 register("alexnet", build_alexnet, paper=ALEXNET, params=61_100_840, gmacs=0.714,
-         min_input_size=63, features=feature_levels, torchvision=TorchvisionNames(paths=sequential_paths),
+         min_input_size=63, torchvision=TorchvisionNames(paths=sequential_paths),
+         features=feature_levels,
          weights=Weights("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                          top1=56.522),
          recipes={"d2l": dict(lr=0.01, batch_size=128, image_size=224),
