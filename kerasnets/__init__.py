@@ -15,6 +15,7 @@ import keras as _keras  # noqa: E402  (keras before anything that may import ten
 
 from kerasnets import layers as _layers  # noqa: F401,E402  (registers the custom layers)
 from kerasnets.factory import create_model  # noqa: E402
+from kerasnets.features import FeatureInfo, FeatureModel  # noqa: E402
 from kerasnets.interop.torchvision import load_torchvision_weights  # noqa: E402
 from kerasnets.profiling import count_macs, count_params  # noqa: E402
 from kerasnets.registry import ModelInfo, list_models, model_info  # noqa: E402
@@ -23,5 +24,5 @@ list_models()  # imports every family: registers its models and any custom layer
 
 __version__ = "0.1.0"
 
-__all__ = ["ModelInfo", "count_macs", "count_params", "create_model", "list_models",
-           "load_torchvision_weights", "model_info"]
+__all__ = ["FeatureInfo", "FeatureModel", "ModelInfo", "count_macs", "count_params",
+           "create_model", "list_models", "load_torchvision_weights", "model_info"]

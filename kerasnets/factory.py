@@ -5,6 +5,8 @@ and the options (names and value types, against the family builder's
 signature), builds the model in the requested data format and loads weights:
 ``"imagenet"`` (torchvision's, see :mod:`kerasnets.interop.imagenet`) or a
 ``.weights.h5``/``.keras`` file (Keras' own ``model.load_weights``).
+With ``features_only=True`` it returns the feature maps at the end of each stage
+instead (:mod:`kerasnets.features`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import keras
 
 from kerasnets.layers.blocks import NORMS
+from kerasnets import features
 from kerasnets.registry import model_info
 
 
@@ -159,7 +162,8 @@ def build_model(name, *, num_classes=None, input_shape=None, include_top=True, p
 
 
 def create_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,
-                 weights=None, data_format=None, **options) -> keras.Model:
+                 weights=None, data_format=None, features_only=False, out_indices=None,
+                 **options) -> keras.Model:
     """Build a registered model.
 
     Args:
@@ -175,6 +179,13 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
             weights, converted once and cached; see :mod:`kerasnets.interop.imagenet`)
             or a path to a ``.weights.h5`` or ``.keras`` file of the same architecture.
         data_format: ``"channels_last"`` (default) or ``"channels_first"``.
+        features_only: return the feature maps at the end of each stage (timm's
+            ``features_only``): a :class:`kerasnets.features.FeatureModel` with
+            ``feature_info`` (channels, reduction and layer of each output). The
+            network is built without its classifier (``include_top`` is ignored;
+            ``num_classes`` and ``pooling`` are refused) and ``weights`` load into it.
+        out_indices: the feature levels to return (``features_only`` only): ``None``
+            for all, a list of level indices, or an int ``n`` for the last ``n``.
         **options: family options, e.g. ``dropout_rate``, ``drop_path_rate``,
             ``zero_init_residual``, ``width_multiplier``, ``small_input``;
             ``model_info(name).options`` lists them.
@@ -187,6 +198,12 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
     if weights == "imagenet" and options.get("norm", "batch") != "batch":
         raise ValueError(f"{name}: the ImageNet weights were trained with BatchNorm; "
                          f"use norm='batch' (the default) with weights='imagenet'.")
+    if features_only:
+        _check_features_request(info, num_classes=num_classes, pooling=pooling)
+        include_top = False
+    elif out_indices is not None:
+        raise ValueError(f"out_indices={out_indices!r} picks feature levels: it needs "
+                         f"features_only=True.")
     if weights == "imagenet":
         from kerasnets.interop import imagenet
 
@@ -194,11 +211,30 @@ def create_model(name, *, num_classes=None, input_shape=None, include_top=True, 
     model = build_model(name, num_classes=num_classes, input_shape=input_shape,
                         include_top=include_top, pooling=pooling, data_format=data_format,
                         **options)
+    if features_only:  # checked before any weights are read
+        levels = info.features(model, {**info.options, **info.config, **options})
+        features.select_levels(out_indices, len(levels), name)
     if weights == "imagenet":
         imagenet.load_imagenet_weights(model, info)
     elif weights is not None:
         _load_weights_file(model, weights)
+    if features_only:
+        return features.feature_model(model, levels, out_indices, registered_name=name)
     return model
+
+
+def _check_features_request(info, *, num_classes, pooling):
+    if isinstance(info.features, str):
+        raise ValueError(f"{info.name} has no features_only model: {info.features}")
+    if info.features is None:
+        raise ValueError(f"{info.name} declares no feature levels yet (features= in its "
+                         f"register line in kerasnets/models/{info.family}.py); use "
+                         f"include_top=False for its last feature map.")
+    given = [f"{k}={v!r}" for k, v in (("num_classes", num_classes), ("pooling", pooling))
+             if v is not None]
+    if given:
+        raise ValueError(f"features_only=True returns unpooled feature maps without a "
+                         f"classifier: drop {' and '.join(given)}.")
 
 
 def _load_weights_file(model, path):

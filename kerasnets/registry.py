@@ -102,6 +102,10 @@ class ModelInfo:
     ``torchvision`` (when torchvision has the model under the same name) maps the
     layer names; ``weights`` are its published ImageNet weights; ``recipes`` are
     the trainer's per-model settings (``{"d2l": {...}, "modern": {...}}``).
+    ``features`` declares the feature levels of ``features_only`` models
+    (:mod:`kerasnets.features`): a callable ``(model, args) -> [(layer name,
+    reduction), ...]`` over the built model and the builder's arguments (config and
+    options, defaults included), or a sentence saying why the family has none.
     """
 
     name: str
@@ -118,6 +122,7 @@ class ModelInfo:
     weights: Weights | None = field(default=None, repr=False)
     recipes: dict = field(default_factory=dict, repr=False)
     reduced: Reduced = field(default_factory=Reduced, repr=False)
+    features: Callable | str | None = field(default=None, repr=False)
 
     @property
     def options(self) -> dict:

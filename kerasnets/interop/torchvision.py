@@ -36,8 +36,8 @@ def _to_numpy(tensor):
 
 
 def _torchvision_names(model):
-    try:
-        info = model_info(model.name)
+    try:  # a features_only model keeps the name of the model it was cut from
+        info = model_info(getattr(model, "registered_name", None) or model.name)
     except ValueError:
         info = None
     if info is None or info.torchvision is None:
@@ -119,6 +119,10 @@ def load_torchvision_weights(model, state_dict, *, partial=False) -> list[str]:
     none (``include_top=False``): layers whose shapes differ keep their fresh
     initialisation and keys no layer uses are left out. Every other layer must
     still find its tensors. Returns the names of the layers kept fresh.
+
+    A ``features_only`` model takes the state dict of its whole network: the keys
+    of the layers it was cut without (the head, the stages after its last level)
+    are left out.
     """
     remaining = {k: _to_numpy(v) for k, v in _normalise_keys(state_dict, model).items()
                  if not k.endswith(IGNORED_SUFFIXES)}
@@ -150,7 +154,7 @@ def load_torchvision_weights(model, state_dict, *, partial=False) -> list[str]:
         assignments += zip(layer.weights, arrays)
         for suffix in used:
             del remaining[f"{prefix}.{suffix}"]
-    if remaining and not partial:
+    if remaining and not (partial or hasattr(model, "feature_info")):
         extra = ", ".join(f"{k} {tuple(v.shape)}" for k, v in list(remaining.items())[:10])
         raise ValueError(f"{len(remaining)} state_dict key(s) match no layer of "
                          f"{model.name}: {extra}.")

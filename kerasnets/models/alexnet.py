@@ -50,8 +50,15 @@ def build_alexnet(*, input_shape, num_classes, include_top, pooling, name, dropo
     return keras.Model(inputs, x, name=name)
 
 
+def feature_levels(model, args):
+    """The ReLU before each max-pool, as for VGG (conv1 has stride 4)."""
+    pooled = [i for i, (*_, pool) in enumerate(FEATURES, start=1) if pool]
+    return [(f"relu{i}", 4 * 2**level) for level, i in enumerate(pooled)]
+
+
 register("alexnet", build_alexnet, paper=ALEXNET, params=61_100_840, gmacs=0.714,
          min_input_size=63, torchvision=TorchvisionNames(paths=sequential_paths),
+         features=feature_levels,
          weights=Weights("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
                          top1=56.522),
          recipes={"d2l": dict(lr=0.01, batch_size=128, image_size=224),

@@ -103,7 +103,13 @@ def build_cifar_resnet(*, input_shape, num_classes, include_top, pooling, name,
     return keras.Model(inputs, outputs, name=name)
 
 
-_COMMON = dict(input_shape=(32, 32, 3), num_classes=10, paper=RESNET,
+def feature_levels(model, args):
+    """The three stages' last blocks (16, 32, 64 channels at strides 1, 2, 4)."""
+    last = args["blocks_per_stage"] - 1
+    return [(f"layer{stage}_{last}_out", 2**(stage - 1)) for stage in (1, 2, 3)]
+
+
+_COMMON = dict(input_shape=(32, 32, 3), num_classes=10, paper=RESNET, features=feature_levels,
                # the paper's CIFAR recipe: weight decay 1e-4, no resizing
                recipes={"modern": dict(weight_decay=1e-4)},
                reduced=Reduced(config={"blocks_per_stage": 1}))

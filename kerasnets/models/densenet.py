@@ -89,6 +89,14 @@ def _rename_legacy_keys(state_dict, model):
     return renamed
 
 
+def feature_levels(model, args):
+    """timm's levels: the stem's ReLU, each dense block but the last (before its
+    transition halves it), and the final BN-ReLU."""
+    blocks = args["block_config"]
+    return [("relu0", 2)] + [(f"denseblock{i}_denselayer{layers}_concat", 2**(i + 1))
+                             for i, layers in enumerate(blocks[:-1], start=1)] + [("relu5", 32)]
+
+
 _URL = "https://download.pytorch.org/models/"
 _COMMON = dict(
     paper=DENSENET, min_input_size=29,
@@ -97,7 +105,8 @@ _COMMON = dict(
         paths=lambda model: dotted_paths(model, prefix="features.", keep=("classifier",)),
         rename_keys=_rename_legacy_keys),
     recipes={"d2l": dict(lr=0.1, batch_size=256, image_size=96)},
-    reduced=Reduced(config={"block_config": (2, 2, 2, 2)}))
+    reduced=Reduced(config={"block_config": (2, 2, 2, 2)}),
+    features=feature_levels)
 register("densenet121", build_densenet, _cfg((6, 12, 24, 16)), params=7_978_856, gmacs=2.834,
          weights=Weights(_URL + "densenet121-a639ec97.pth", top1=74.434), **_COMMON)
 register("densenet169", build_densenet, _cfg((6, 12, 32, 32)), params=14_149_480, gmacs=3.360,

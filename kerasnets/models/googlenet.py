@@ -115,8 +115,13 @@ def _drop_absent_aux_heads(state_dict, model):
     return {k: v for k, v in state_dict.items() if not k.startswith(("aux1.", "aux2."))}
 
 
+# The end of each stage, before each stride-2 max-pool and at the last block (as timm's
+# levels for inception_v3, its GoogLeNet successor).
+FEATURE_LEVELS = [("conv1_act", 2), ("conv3_act", 4), ("inception3b_concat", 8),
+                  ("inception4e_concat", 16), ("inception5b_concat", 32)]
+
 register("googlenet", build_googlenet, paper=GOOGLENET, params=6_624_904, gmacs=1.498,
-         min_input_size=15,
+         min_input_size=15, features=lambda model, args: FEATURE_LEVELS,
          torchvision=TorchvisionNames(paths=dotted_paths, rename_keys=_drop_absent_aux_heads),
          weights=Weights("https://download.pytorch.org/models/googlenet-1378be20.pth",
                          top1=69.778, options={"transform_input": True}),

@@ -67,6 +67,9 @@ def build_lenet(*, input_shape, num_classes, include_top, pooling, name,
 
 register("lenet5", build_lenet, paper=LENET, params=61_706, gmacs=0.000417,
          input_shape=(28, 28, 1), num_classes=10, min_input_size=12,
+         features="LeNet-5 has no multi-scale stages to take features from: two small "
+                  "convolutions (6 and 16 channels) and its dense layers. Use "
+                  "include_top=False for its last feature map.",
          recipes={"d2l": dict(lr=0.9, batch_size=256),
                   "modern": dict(lr=0.05, epochs=20, weight_decay=1e-4, label_smoothing=0.0,
                                  model_options={"activation": "relu", "pool": "max"})})

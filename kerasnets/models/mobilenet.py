@@ -20,6 +20,7 @@ import re
 
 import keras
 
+from kerasnets.features import last_layer_of
 from kerasnets.layers import blocks as B
 from kerasnets.models._torchvision import CONV_NORM_INDEX
 from kerasnets.registry import Paper, TorchvisionNames, Weights, register
@@ -249,15 +250,55 @@ def _paths(path_of):
     return paths
 
 
+# --- feature levels (features_only) -----------------------------------------------
+
+
+def _levels_before_strides(units):
+    """timm's rule for these nets: ``units`` are ``(name prefix, stride)`` in order; a level
+    ends at the last unit before each stride-2 unit, and at the last unit."""
+    levels, reduction = [], 1
+    for i, (prefix, stride) in enumerate(units):
+        reduction *= stride
+        if i == len(units) - 1 or units[i + 1][1] > 1:
+            levels.append((prefix, reduction))
+    return levels
+
+
+def _block_strides(strides):
+    return [(f"block{i}", s) for i, s in enumerate(strides, start=1)]
+
+
+def _features(units):
+    """Levels of the built model: a block ends at its residual add, or at its last layer."""
+    def feature_levels(model, args):
+        return [(last_layer_of(model, prefix), reduction)
+                for prefix, reduction in _levels_before_strides(units(args))]
+    return feature_levels
+
+
+def _v1_units(args):
+    return [("stem", 2)] + _block_strides(s for _, s in V1_BLOCKS)
+
+
+def _v2_units(args):  # timm's levels end at block17 (320 channels), not at the 1x1 conv after
+    return [("stem", 2)] + _block_strides(s if i == 0 else 1 for *_, n, s in V2_SETTINGS
+                                          for i in range(n))
+
+
+def _v3_units(args):  # timm counts the final 1x1 conv ("last") as a block: the last level
+    return [("stem", 2)] + _block_strides(row[-1] for row in args["settings"]) + [("last", 1)]
+
+
 _URL = "https://download.pytorch.org/models/"
 _RECIPES = {"d2l": dict(lr=0.1, batch_size=256, image_size=96)}
 register("mobilenet_v1", build_mobilenet_v1, paper=MOBILENET_V1, params=4_231_976, gmacs=0.569,
-         recipes=_RECIPES)
+         recipes=_RECIPES, features=_features(_v1_units))
 register("mobilenet_v2", build_mobilenet_v2, paper=MOBILENET_V2, params=3_504_872, gmacs=0.301,
+         features=_features(_v2_units),
          torchvision=TorchvisionNames(paths=_paths(_v2_path)), recipes=_RECIPES,
          weights=Weights(_URL + "mobilenet_v2-7ebf99e0.pth", top1=72.154, resize_size=232))
 _V3 = dict(paper=MOBILENET_V3, torchvision=TorchvisionNames(paths=_paths(_v3_path)),
-           recipes=_RECIPES)
+           recipes=_RECIPES, features=_features(_v3_units))
 register("mobilenet_v3_large", build_mobilenet_v3, dict(settings=V3_LARGE, last_channels=1280),
          params=5_483_032, gmacs=0.217, **_V3,
          weights=Weights(_URL + "mobilenet_v3_large-5c1a4163.pth", top1=75.274,

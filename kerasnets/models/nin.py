@@ -48,5 +48,11 @@ def build_nin(*, input_shape, num_classes, include_top, pooling, name, dropout_r
     return keras.Model(inputs, x, name=name)
 
 
+def feature_levels(model, args):
+    """Each feature block's output, before its max-pool (block1's conv has stride 4)."""
+    return [(f"block{i}_relu3", 4 * 2**(i - 1)) for i in range(1, len(FEATURES) + 1)]
+
+
 register("nin", build_nin, paper=NIN, params=7_439_608, gmacs=0.966, min_input_size=67,
+         features=feature_levels,
          recipes={"d2l": dict(lr=0.1, batch_size=128, image_size=224)})

@@ -141,12 +141,21 @@ def _cfg(block, layers, groups=1, width_per_group=64):
     return dict(block=block, layers=layers, groups=groups, width_per_group=width_per_group)
 
 
+def feature_levels(model, args):
+    """timm's five levels: the stem's ReLU, then each stage's last block. The small-input
+    stem has stride 1 and no max-pool, so its levels are 4x finer."""
+    stem, first_stage = (1, 1) if args["small_input"] else (2, 4)
+    return [("relu", stem)] + [(f"layer{stage + 1}_{blocks - 1}_out", first_stage * 2**stage)
+                               for stage, blocks in enumerate(args["layers"])]
+
+
 _URL = "https://download.pytorch.org/models/"
 _COMMON = dict(
     torchvision=TorchvisionNames(paths=dotted_paths),  # layer1_0_conv1 is layer1.0.conv1
     recipes={"d2l": dict(lr=0.05, batch_size=256, image_size=96),  # the chapter's code
              "modern": dict(model_options={"small_input": True})},
-    reduced=Reduced(config={"layers": (1, 1, 1, 1)}))  # one block per stage
+    reduced=Reduced(config={"layers": (1, 1, 1, 1)}),  # one block per stage
+    features=feature_levels)
 _V1 = dict(resize_size=256)  # torchvision's IMAGENET1K_V1 (ResNet-18/34) evaluation
 _V2 = dict(resize_size=232)  # IMAGENET1K_V2: the newer recipe's resize
 

@@ -119,5 +119,11 @@ def build_resnext_cifar(*, input_shape, num_classes, include_top, pooling, name,
     return keras.Model(inputs, outputs, name=name)
 
 
+def feature_levels(model, args):
+    """The three stages' last blocks (64, 128, 256 channels at strides 1, 2, 4)."""
+    last = BLOCKS_PER_STAGE - 1
+    return [(f"layer{stage}_{last}_out", 2**(stage - 1)) for stage in (1, 2, 3)]
+
+
 register("resnext_cifar", build_resnext_cifar, paper=RESNEXT, params=312_346, gmacs=0.048503,
-         input_shape=(32, 32, 3), num_classes=10)
+         input_shape=(32, 32, 3), num_classes=10, features=feature_levels)

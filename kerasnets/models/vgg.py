@@ -84,7 +84,14 @@ def _weights(checkpoint, top1):
     return Weights(f"https://download.pytorch.org/models/{checkpoint}.pth", top1=top1)
 
 
-_COMMON = dict(paper=VGG, min_input_size=32,
+def feature_levels(model, args):
+    """timm's levels: the ReLU before each max-pool (timm's sixth, its convolutional
+    ``pre_logits`` head, has no counterpart here)."""
+    return [(f"block{stage}_relu{convs}", 2**(stage - 1))
+            for stage, convs in enumerate(STAGES[args["depth"]], start=1)]
+
+
+_COMMON = dict(paper=VGG, min_input_size=32, features=feature_levels,
                torchvision=TorchvisionNames(paths=sequential_paths),
                recipes={"d2l": dict(lr=0.05, batch_size=128, image_size=224),
                         "modern": dict(lr=0.02)},

@@ -86,7 +86,14 @@ def build_wide_resnet_cifar(*, input_shape, num_classes, include_top, pooling, n
     return keras.Model(inputs, x, name=name)
 
 
-_COMMON = dict(paper=WIDE_RESNET, input_shape=(32, 32, 3), num_classes=10,
+def feature_levels(model, args):
+    """Each group's last block (strides 1, 2, 4); the last level is after the final
+    BN-ReLU, as pre-activation networks end (timm's ResNetV2 does the same)."""
+    last = (args["depth"] - 4) // 6 - 1
+    return [(f"group0_block{last}_add", 1), (f"group1_block{last}_add", 2), ("relu", 4)]
+
+
+_COMMON = dict(paper=WIDE_RESNET, features=feature_levels, input_shape=(32, 32, 3), num_classes=10,
                # "modern" is already the paper's SGD 0.1, Nesterov, weight decay 5e-4,
                # batch 128; the paper adds dropout 0.3 in every block
                recipes={"modern": dict(model_options={"dropout_rate": 0.3})},
