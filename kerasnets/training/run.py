@@ -31,11 +31,12 @@ from kerasnets.training import artifacts, distribute
 from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulStop,
                                           HistoryRecorder, NaNGuard, Throughput,
                                           parse_backup_every)
-from kerasnets.training.compile import (build_and_compile, dtype_policy, effective_lr,
-                                        main_results, metric_key)
+from kerasnets.training.compile import dtype_policy, effective_lr, main_results, metric_key
 from kerasnets.training.config import TrainConfig
 from kerasnets.training.errors import (OutputError, TrainingError, TrainingInterrupted,
                                        storage_problem)
+from kerasnets.training.finetune import FineTuning
+from kerasnets.training.phases import phase_ranges
 from kerasnets.training.prepare import Prepared, prepare
 from kerasnets.training.rundir import RunDir, check_writable, run_directory
 
@@ -117,10 +118,16 @@ def _run_record(fit: Fit) -> dict:
 
 def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     c, data, dist = fit.config, fit.prepared.data, fit.dist
+    tuning = FineTuning(c, fit.steps, distributed=dist.active)
+    restored = run.initial_epoch or run.initial_step or run.trained_model
     with distribute.deadline(c.distribute_timeout, "building the model on every replica"):
-        model = build_and_compile(fit.prepared, fit.steps, distributed=dist.active)
+        model = tuning.build(fit.prepared, load=not restored)  # --weights, unless resuming
     if dist.is_chief:
         _check_free_space(run.path, model)
+        if tuning.loaded is not None:  # config.json says which weights came from where
+            record = artifacts.read_json(run.path / "config.json")
+            artifacts.write_json(run.path / "config.json",
+                                 {**record, "weights_source": tuning.loaded.to_dict()})
     common = _pipeline_options(fit, label_copies=len(model.outputs))
     val_x, val_y = (data.x_val, data.y_val) if data.x_val is not None else \
         (data.x_test, data.y_test)
@@ -142,6 +149,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
                       "Nsteps", flush=True)
     backup = EpochBackup(run.backup, nan_guard, every=every, steps=fit.steps,
                          stop=stop_backup, step_offset=run.initial_step)
+    tuning.start(model, run, backup)  # compiled for the phase its backup was written in
     recorder = HistoryRecorder(
         run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})", run.history,
         main_output=model.output_names[0] if len(model.outputs) > 1 else None,
@@ -156,6 +164,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     try:
         with dist.keras_patches(model):
             for train_data, fit_range in () if trained else _fit_plan(fit, run, common):
+                tuning.enter(model, fit_range["initial_epoch"], backup)  # --head-epochs
                 model.fit(dist.dataset(train_data), **fit_range,
                           validation_data=dist.dataset(val_data), callbacks=callbacks,
                           verbose=verbose if dist.is_chief else 0,
@@ -212,9 +221,8 @@ def _fit_plan(fit: Fit, run: RunDir, common):
         yield pipeline(epoch, step), dict(initial_epoch=epoch, epochs=epoch + 1,
                                           steps_per_epoch=fit.steps - step)
         epoch += 1
-    if epoch < c.epochs:
-        yield pipeline(epoch), dict(initial_epoch=epoch, epochs=c.epochs,
-                                    steps_per_epoch=fit.steps)
+    for first, end in phase_ranges(epoch, c.epochs, c.head_epochs):  # one fit per phase
+        yield pipeline(first), dict(initial_epoch=first, epochs=end, steps_per_epoch=fit.steps)
 
 
 def _finish(fit: Fit, run: RunDir, model, metrics, backup, stop, common,
