@@ -21,13 +21,15 @@ import kerasnets
 from kerasnets import registry
 from kerasnets.interop import imagenet
 from kerasnets.training import artifacts, resolve_config, train
-from kerasnets.training.cli import main
+from kerasnets.training.cli import main, predict_main
 from kerasnets.training.finetune import classifier_layers, weights_file_keys
 from kerasnets.training.phases import frozen_layers, scale_learning_rate
 from tests.conftest import ROOT, SAMPLE_DIR
 
 SHORT = ["--data-dir", str(SAMPLE_DIR), "--no-download", "--steps-per-epoch", "2",
-         "--batch-size", "16", "--verbose", "0", "--backup-every", "0"]
+         "--batch-size", "16", "--verbose", "0", "--backup-every", "0", "--jit-compile", "false"]
+QUICK = dict(data_dir=str(SAMPLE_DIR), download=False, steps_per_epoch=2, batch_size=16,
+             verbose="0", backup_every="0", jit_compile="false")
 RESNET = ["--model-option", "small_input=true"]
 
 
@@ -92,13 +94,10 @@ def train_cli(capsys, *args):
 def sources(tmp_path_factory):
     """Finished runs to start from: LeNet-5 and ResNet-18 (small-input stem)."""
     root = tmp_path_factory.mktemp("sources")
-    lenet = train(resolve_config(dict(model="lenet5", data_dir=str(SAMPLE_DIR), download=False,
-                                      epochs=1, steps_per_epoch=2, batch_size=16, verbose="0",
+    lenet = train(resolve_config(dict(model="lenet5", epochs=1, **QUICK,
                                       output_dir=str(root / "lenet5"))))
     resnet = train(resolve_config(dict(model="resnet18", model_options={"small_input": True},
-                                       data_dir=str(SAMPLE_DIR), download=False, epochs=1,
-                                       steps_per_epoch=2, batch_size=16, verbose="0",
-                                       output_dir=str(root / "resnet18"))))
+                                       epochs=1, **QUICK, output_dir=str(root / "resnet18"))))
     return {"lenet5": Path(lenet["run_dir"]), "resnet18": Path(resnet["run_dir"])}
 
 
@@ -254,10 +253,12 @@ def test_freeze_before_a_stage_or_layer():
     head = classifier_layers(model)
     assert head == ["fc"]
     names = [layer.name for layer in model.layers]
+    first = next(i for i, n in enumerate(names) if n.startswith("layer3_"))
     before_stage = frozen_layers(model, "layer3", head)
-    assert before_stage == names[:names.index("layer3_0_conv1")]
-    assert "layer2_1_bn2" in before_stage and "layer3_0_bn1" not in before_stage
-    assert frozen_layers(model, "layer3_0_conv1", head) == before_stage
+    assert before_stage == names[:first] and "layer2_1_bn2" in before_stage
+    before_layer = frozen_layers(model, "layer3_0_conv1", head)
+    assert before_layer == names[:names.index("layer3_0_conv1")]
+    assert set(before_stage) < set(before_layer) and "layer3_0_bn1" not in before_layer
     assert frozen_layers(model, "none", head) == []
     assert "fc" not in frozen_layers(model, "backbone", head)
 
@@ -268,8 +269,7 @@ def test_two_phases_one_run(sources, tmp_path):
     watch = WeightsAfterEpochs()
     config = resolve_config(dict(
         weights=str(sources["lenet5"]), head_epochs=1, epochs=2, freeze="conv2",
-        backbone_lr_multiplier=0.5, data_dir=str(SAMPLE_DIR), download=False,
-        steps_per_epoch=2, batch_size=16, verbose="0", output_dir=str(tmp_path)))
+        backbone_lr_multiplier=0.5, **QUICK, output_dir=str(tmp_path)))
     result = train(config, callbacks=[watch])
     source = layer_weights(keras.saving.load_model(sources["lenet5"] / "model.keras"))
     head = classifier_layers(keras.saving.load_model(sources["lenet5"] / "model.keras"))
@@ -289,28 +289,29 @@ def test_two_phases_one_run(sources, tmp_path):
     assert result["status"] == "finished"
 
 
-@pytest.mark.parametrize("killed_in", [2, 3])
-def test_resume_in_phase_two_ends_where_a_straight_run_would(sources, tmp_path, killed_in):
-    """Killed in epoch 3 (phase 2, backup of epoch 2 from phase 2) or at the start of
-    epoch 2 (the boundary: the backup is phase 1's): --resume ends bit for bit as an
+def test_resume_in_phase_two_ends_where_a_straight_run_would(sources, tmp_path):
+    """Killed in epoch 3 (phase 2; the backup of epoch 2 is phase 2's) or as epoch 2
+    begins (the boundary: the backup is phase 1's): --resume ends bit for bit as an
     uninterrupted run does."""
     settings = dict(weights=str(sources["lenet5"]), head_epochs=1, epochs=3,
-                    backbone_lr_multiplier=0.1, data_dir=str(SAMPLE_DIR), download=False,
-                    steps_per_epoch=2, batch_size=16, verbose="0", backup_every="0")
-    straight = train(resolve_config({**settings, "output_dir": str(tmp_path / "a")}))
-    with pytest.raises(Killed):
-        train(resolve_config({**settings, "output_dir": str(tmp_path / "b")}),
-              callbacks=[KillAt(epoch=killed_in)])
-    run = run_dir(tmp_path / "b")
-    state = json.loads((run / "backup" / "training_metadata.json").read_text())
-    assert state["epoch"] == killed_in - 1
-    assert main(["--resume", str(run)]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "finished" and metrics["epochs_completed"] == 3
+                    backbone_lr_multiplier=0.1, **QUICK)
+    straight = train(resolve_config({**settings, "output_dir": str(tmp_path / "straight")}))
     a = keras.saving.load_model(Path(straight["run_dir"]) / "model.keras").get_weights()
-    b = keras.saving.load_model(run / "model.keras").get_weights()
-    assert_equal(a, b)
-    assert metrics["test_accuracy"] == pytest.approx(straight["test_accuracy"], abs=1e-6)
+    for killed_in in (3, 2):
+        output = tmp_path / f"killed-in-{killed_in}"
+        with pytest.raises(Killed):
+            train(resolve_config({**settings, "output_dir": str(output)}),
+                  callbacks=[KillAt(epoch=killed_in)])
+        run = run_dir(output)
+        state = json.loads((run / "backup" / "training_metadata.json").read_text())
+        assert state["epoch"] == killed_in - 1
+        assert main(["--resume", str(run)]) == 0
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] == "finished" and metrics["epochs_completed"] == 3
+        assert_equal(a, keras.saving.load_model(run / "model.keras").get_weights())
+        assert metrics["test_accuracy"] == pytest.approx(straight["test_accuracy"], abs=1e-6)
+        rows = artifacts.read_history_csv(run / "history.csv")
+        assert [r["epoch"] for r in rows] == [1, 2, 3]
 
 
 def random_resnet18(num_classes):
@@ -373,7 +374,8 @@ def test_imagenet_source_from_the_hub_cache_sets_the_input(tmp_path, capsys, mon
 
 
 def test_evaluate_and_predict_on_another_backend(sources, tmp_path, capsys):
-    """A fine-tuned run (from a run directory, two phases) evaluates the same elsewhere."""
+    """A fine-tuned run (from a run directory, two phases) evaluates the same on another
+    backend, and predicts."""
     train_cli(capsys, "--weights", str(sources["lenet5"]), "--head-epochs", "1", "--epochs",
               "2", "--output-dir", str(tmp_path))
     run = run_dir(tmp_path)
@@ -394,3 +396,22 @@ def test_evaluate_and_predict_on_another_backend(sources, tmp_path, capsys):
                                capture_output=True, text=True, env=env, timeout=300)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.splitlines()[0].endswith("grey.png")
+
+
+def test_transfer_demo_folders(tmp_path):
+    """The demonstration's folders (scripts/transfer_demo.py) are folder data sets of
+    the source classes and of ``per_class`` images of each target class."""
+    from kerasnets.data import load_dataset
+    from kerasnets.training.transfer import write_transfer_folders
+
+    counts = write_transfer_folders(tmp_path, data_dir=SAMPLE_DIR, per_class=3)
+    sample = load_dataset("fashion_mnist", data_dir=SAMPLE_DIR, download=False)
+    assert counts["finetune/train"] == 15
+    assert counts["pretrain/train"] == int(np.isin(sample.y_train, range(5)).sum())
+    assert counts["finetune/test"] == int(np.isin(sample.y_test, range(5, 10)).sum())
+    tuned = load_dataset("folder", data_dir=tmp_path / "finetune", image_size=28)
+    assert sorted(tuned.class_names) == ["Ankle_boot", "Bag", "Sandal", "Shirt", "Sneaker"]
+    assert len(tuned.x_train) == 15 and tuned.x_train.shape[1:] == (28, 28, 1)
+    assert len(tuned.x_test) == counts["finetune/test"]
+    with pytest.raises(FileExistsError, match="exists already"):
+        write_transfer_folders(tmp_path, data_dir=SAMPLE_DIR)

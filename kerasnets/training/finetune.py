@@ -34,6 +34,9 @@ from kerasnets.training.errors import TrainingError
 RUN_CHECKPOINT = "model.keras"  # what --weights RUN_DIR loads
 # Settings a run of ours passes on to a run fine-tuned from it, unless given again.
 INHERITED_INPUT = ("image_size", "normalize", "to_rgb")
+# Recipe options that take a model away from torchvision's architecture (the modern
+# recipe's small-input stem for small images): not applied to torchvision weights.
+NOT_TORCHVISION = ("small_input",)
 
 
 @dataclass
@@ -108,7 +111,11 @@ def follow_weights(settings: dict, explicit: dict) -> dict:
 
         weights = published_weights(model_info(settings["model"]))
         chosen = dict(image_size=weights.crop_size, normalize="imagenet", to_rgb=True)
-        settings["model_options"] = {**weights.options, **settings["model_options"]}
+    if source.kind in ("imagenet", "pth"):
+        recipe = {k: v for k, v in settings["model_options"].items()
+                  if k not in NOT_TORCHVISION}
+        settings["model_options"] = {**recipe, **(weights.options if chosen else {}),
+                                     **explicit.get("model_options", {})}
     else:
         name = source.model_name()
         if name is not None and name != settings["model"]:
