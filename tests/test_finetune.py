@@ -243,6 +243,7 @@ def test_mismatches_are_one_clear_line(sources, tmp_path, capsys):
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and "Traceback" not in err, err
         assert message in lines[0], (message, lines[0])
+    assert not [p for p in (tmp_path / "runs").iterdir()]  # refused before any run folder
     rc = main(["lenet5", "--head-epochs", "2", *SHORT, "--epochs", "2"])
     assert rc == 2 and "leaves no epoch for the second phase" in capsys.readouterr().err
 

@@ -344,6 +344,7 @@ class FineTuning:
 
         model = build_classifier(prepared)
         self.head = classifier_layers(model)
+        phases.frozen_layers(model, self.config.freeze, self.head)  # a bad name: now
         if self.config.weights and load:
             self.loaded = load_pretrained(model, self.config.weights,
                                           download=self.config.download)

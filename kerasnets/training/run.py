@@ -52,6 +52,8 @@ class Fit:
     fixed_steps: int | None  # batches per epoch when fixed (short runs, data parallel)
     steps: int  # batches per epoch
     started: float  # time.time() when train() was called
+    tuning: FineTuning | None = None  # builds and compiles the model (--weights, phases)
+    model: keras.Model | None = None  # built before the run directory, for a new run
 
     @property
     def config(self) -> TrainConfig:
@@ -97,6 +99,11 @@ def _train(config, dist, resume_dir, stop, callbacks, started):
     fit = Fit(prepared, dist, shard, data.x_train[shard.index::shard.count],
               data.y_train[shard.index::shard.count], fixed_steps,
               steps_per_epoch(len(data.x_train), c.batch_size, fixed_steps), started)
+    fit.tuning = FineTuning(c, fit.steps, distributed=dist.active)
+    if resume_dir is None:  # a source or --freeze that does not fit: no run directory
+        with dtype_policy(c.precision), distribute.deadline(
+                c.distribute_timeout, "building the model on every replica"):
+            fit.model = fit.tuning.build(prepared)
     with run_directory(c, is_chief=dist.is_chief, process_id=dist.process_id,
                        resume_dir=resume_dir) as run:
         if not run.resuming:
@@ -118,10 +125,11 @@ def _run_record(fit: Fit) -> dict:
 
 def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     c, data, dist = fit.config, fit.prepared.data, fit.dist
-    tuning = FineTuning(c, fit.steps, distributed=dist.active)
-    restored = run.initial_epoch or run.initial_step or run.trained_model
-    with distribute.deadline(c.distribute_timeout, "building the model on every replica"):
-        model = tuning.build(fit.prepared, load=not restored)  # --weights, unless resuming
+    tuning, model = fit.tuning, fit.model
+    if model is None:  # resuming: the backup has the weights, unless there is none yet
+        restored = run.initial_epoch or run.initial_step or run.trained_model
+        with distribute.deadline(c.distribute_timeout, "building the model on every replica"):
+            model = tuning.build(fit.prepared, load=not restored)
     if dist.is_chief:
         _check_free_space(run.path, model)
         if tuning.loaded is not None:  # config.json says which weights came from where
