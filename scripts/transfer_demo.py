@@ -18,10 +18,13 @@ if __name__ == "__main__":
                         "places, e.g. /usr/share/datasets/fashion-mnist)")
     parser.add_argument("--per-class", type=int, default=50,
                         help="fine-tuning images per class (default: 50)")
+    parser.add_argument("--val-per-class", type=int, default=10,
+                        help="validation images per class, apart from those (default: 10)")
     args = parser.parse_args()
     try:
         counts = write_transfer_folders(args.root, data_dir=args.data_dir,
-                                        per_class=args.per_class)
+                                        per_class=args.per_class,
+                                        val_per_class=args.val_per_class)
     except (FileExistsError, FileNotFoundError, ValueError) as error:
         print(f"transfer_demo.py: error: {error}", file=sys.stderr)
         sys.exit(2)

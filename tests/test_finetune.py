@@ -405,7 +405,8 @@ def test_transfer_demo_folders(tmp_path):
     from kerasnets.data import load_dataset
     from kerasnets.training.transfer import write_transfer_folders
 
-    counts = write_transfer_folders(tmp_path, data_dir=SAMPLE_DIR, per_class=3)
+    counts = write_transfer_folders(tmp_path, data_dir=SAMPLE_DIR, per_class=3,
+                                    val_per_class=2)
     sample = load_dataset("fashion_mnist", data_dir=SAMPLE_DIR, download=False)
     assert counts["finetune/train"] == 15
     assert counts["pretrain/train"] == int(np.isin(sample.y_train, range(5)).sum())
@@ -413,6 +414,8 @@ def test_transfer_demo_folders(tmp_path):
     tuned = load_dataset("folder", data_dir=tmp_path / "finetune", image_size=28)
     assert sorted(tuned.class_names) == ["Ankle_boot", "Bag", "Sandal", "Shirt", "Sneaker"]
     assert len(tuned.x_train) == 15 and tuned.x_train.shape[1:] == (28, 28, 1)
-    assert len(tuned.x_test) == counts["finetune/test"]
+    assert len(tuned.x_test) == counts["finetune/test"] and len(tuned.x_val) == 10
+    train_files = {p.name for p in (tmp_path / "finetune" / "train").rglob("*.jpg")}
+    assert not train_files & {p.name for p in (tmp_path / "finetune" / "val").rglob("*.jpg")}
     with pytest.raises(FileExistsError, match="exists already"):
         write_transfer_folders(tmp_path, data_dir=SAMPLE_DIR)

@@ -6,6 +6,8 @@ make: :func:`write_transfer_folders` writes
 
 * ``ROOT/pretrain/{train,test}/<class>/`` every image of the source classes (PNG), and
 * ``ROOT/finetune/train/<class>/`` ``per_class`` training images of each target class,
+  ``ROOT/finetune/val/<class>/`` ``val_per_class`` others (the per-epoch validation: a
+  few, so that 10 epochs do not evaluate 5,000 images ten times on a CPU), and
   ``ROOT/finetune/test/<class>/`` all their test images (JPEG, as a user's folder).
 
 Both are ``--dataset folder`` data sets of ``train.py``; the README's results section
@@ -29,15 +31,17 @@ def _folder_name(name: str) -> str:
     return name.replace("/", "-").replace(" ", "_")  # "T-shirt/top" is no folder name
 
 
-def _write(root: Path, x, y, class_names, classes, suffix, limit=None, seed=0):
+def _write(root: Path, x, y, class_names, classes, suffix, limit=None, seed=0, skip=0):
+    """Every image of ``classes``, or ``limit`` of each picked at random (after the
+    first ``skip`` picks: disjoint subsets with the same seed)."""
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
     written = 0
     for label in classes:
         index = np.flatnonzero(y == label)
         if limit is not None:
-            index = np.sort(rng.choice(index, size=limit, replace=False))
+            order = np.random.default_rng(seed + label).permutation(index)
+            index = np.sort(order[skip:skip + limit])
         folder = root / _folder_name(class_names[label])
         folder.mkdir(parents=True, exist_ok=True)
         for i in index:
@@ -47,7 +51,8 @@ def _write(root: Path, x, y, class_names, classes, suffix, limit=None, seed=0):
     return written
 
 
-def write_transfer_folders(root, *, data_dir=None, per_class=50, seed=0) -> dict:
+def write_transfer_folders(root, *, data_dir=None, per_class=50, val_per_class=10,
+                           seed=0) -> dict:
     """Write the two folder data sets under ``root`` (which must not hold them yet);
     returns how many images each split got."""
     root = Path(root)
@@ -64,6 +69,9 @@ def write_transfer_folders(root, *, data_dir=None, per_class=50, seed=0) -> dict
                                 SOURCE_CLASSES, ".png"),
         "finetune/train": _write(root / "finetune" / "train", data.x_train, data.y_train, names,
                                  TARGET_CLASSES, ".jpg", limit=per_class, seed=seed),
+        "finetune/val": _write(root / "finetune" / "val", data.x_train, data.y_train, names,
+                               TARGET_CLASSES, ".jpg", limit=val_per_class, seed=seed,
+                               skip=per_class),
         "finetune/test": _write(root / "finetune" / "test", data.x_test, data.y_test, names,
                                 TARGET_CLASSES, ".jpg"),
     }
