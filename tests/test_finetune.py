@@ -257,9 +257,11 @@ def test_freeze_before_a_stage_or_layer():
     first = next(i for i, n in enumerate(names) if n.startswith("layer3_"))
     before_stage = frozen_layers(model, "layer3", head)
     assert before_stage == names[:first] and "layer2_1_bn2" in before_stage
-    before_layer = frozen_layers(model, "layer3_0_conv1", head)
-    assert before_layer == names[:names.index("layer3_0_conv1")]
-    assert set(before_stage) < set(before_layer) and "layer3_0_bn1" not in before_layer
+    # a layer's own padding layer (layer3_0_conv1_pad) goes with it
+    assert frozen_layers(model, "layer3_0_conv1", head) == before_stage
+    before_layer = frozen_layers(model, "layer3_0_bn1", head)
+    assert before_layer == names[:names.index("layer3_0_bn1")]
+    assert set(before_stage) < set(before_layer) and "layer3_0_conv1" in before_layer
     assert frozen_layers(model, "none", head) == []
     assert "fc" not in frozen_layers(model, "backbone", head)
 
