@@ -415,7 +415,7 @@ def test_transfer_demo_folders(tmp_path):
     assert counts["finetune/test"] == int(np.isin(sample.y_test, range(5, 10)).sum())
     tuned = load_dataset("folder", data_dir=tmp_path / "finetune", image_size=28)
     assert sorted(tuned.class_names) == ["Ankle_boot", "Bag", "Sandal", "Shirt", "Sneaker"]
-    assert len(tuned.x_train) == 15 and tuned.x_train.shape[1:] == (28, 28, 1)
+    assert len(tuned.x_train) == 15 and tuned.x_train.shape[1:3] == (28, 28)
     assert len(tuned.x_test) == counts["finetune/test"] and len(tuned.x_val) == 10
     train_files = {p.name for p in (tmp_path / "finetune" / "train").rglob("*.jpg")}
     assert not train_files & {p.name for p in (tmp_path / "finetune" / "val").rglob("*.jpg")}
