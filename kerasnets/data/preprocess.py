@@ -26,7 +26,7 @@ import numpy as np
 
 from kerasnets.backends import keras_patches
 
-NORMALIZATIONS = ("unit", "standardize")
+NORMALIZATIONS = ("unit", "standardize", "imagenet")
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,9 @@ class Preprocessing:
     Attributes:
         channels: channels the model takes; grayscale data are repeated to 3.
         normalize: ``"unit"`` (x / 255, as d2l's ``ToTensor``) or ``"standardize"``
-            ((x / 255 - mean) / std with the training split's statistics).
-        mean, std: per-channel statistics in [0, 1] units (``standardize`` only).
+            ((x / 255 - mean) / std with the training split's statistics) or
+            ``"imagenet"`` (the same with ImageNet's, for ImageNet weights).
+        mean, std: per-channel statistics in [0, 1] units (not for ``unit``).
         crop_padding: zero-pad by this many pixels, then crop back at random (0: off).
         flip: random horizontal flips.
         randaugment: RandAugment with ``randaugment_ops`` ops of ``randaugment_magnitude``.

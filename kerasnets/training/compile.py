@@ -10,6 +10,7 @@ import keras
 import kerasnets
 from kerasnets.training.config import TrainConfig
 from kerasnets.training.optim import learning_rate, make_optimizer
+from kerasnets.training.phases import scale_learning_rate
 
 AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as in the paper
 JIT = {"auto": "auto", "true": True, "false": False}
@@ -77,20 +78,35 @@ def main_results(model, results: dict) -> dict:
             "top5": float(results[metric_key(model, "top5")])}
 
 
+def build_classifier(prepared):
+    """The model of ``prepared.config`` for the data set's classes, fresh weights."""
+    c = prepared.config
+    return kerasnets.create_model(c.model, num_classes=prepared.data.num_classes,
+                                  input_shape=prepared.input_shape,
+                                  data_format=c.data_format, **c.model_options)
+
+
+def compile_for_training(model, c: TrainConfig, steps: int, *, epochs=None,
+                         distributed=False, slow_variables=(), slow_multiplier=1.0):
+    """Compile ``model`` with the optimizer and schedule of ``c`` over ``epochs`` (default
+    all) of ``steps`` steps; ``slow_variables`` learn at ``slow_multiplier`` x the rate
+    (fine-tuning's pretrained layers, see :mod:`kerasnets.training.phases`)."""
+    schedule = learning_rate(c.schedule, lr=effective_lr(c), steps_per_epoch=steps,
+                             epochs=c.epochs if epochs is None else epochs,
+                             warmup_epochs=c.warmup_epochs, step_epochs=c.step_epochs,
+                             step_gamma=c.step_gamma)
+    optimizer = make_optimizer(c.optimizer, learning_rate=schedule, momentum=c.momentum,
+                               nesterov=c.nesterov, weight_decay=c.weight_decay,
+                               clip_norm=c.clip_norm)
+    scale_learning_rate(optimizer, slow_variables, slow_multiplier)
+    return compile_classifier(model, optimizer=optimizer, label_smoothing=c.label_smoothing,
+                              distributed=distributed, jit_compile=JIT[c.jit_compile],
+                              steps_per_execution=c.steps_per_execution)
+
+
 def build_and_compile(prepared, steps: int, distributed=False):
     """The model of ``prepared.config``, compiled with its optimizer and schedule over
     ``steps`` steps per epoch. The trainer calls it (and fits) inside
     ``dtype_policy(config.precision)``."""
-    c = prepared.config
-    model = kerasnets.create_model(c.model, num_classes=prepared.data.num_classes,
-                                   input_shape=prepared.input_shape,
-                                   data_format=c.data_format, **c.model_options)
-    schedule = learning_rate(c.schedule, lr=effective_lr(c), steps_per_epoch=steps,
-                             epochs=c.epochs, warmup_epochs=c.warmup_epochs,
-                             step_epochs=c.step_epochs, step_gamma=c.step_gamma)
-    optimizer = make_optimizer(c.optimizer, learning_rate=schedule, momentum=c.momentum,
-                               nesterov=c.nesterov, weight_decay=c.weight_decay,
-                               clip_norm=c.clip_norm)
-    return compile_classifier(model, optimizer=optimizer, label_smoothing=c.label_smoothing,
-                              distributed=distributed, jit_compile=JIT[c.jit_compile],
-                              steps_per_execution=c.steps_per_execution)
+    model = build_classifier(prepared)
+    return compile_for_training(model, prepared.config, steps, distributed=distributed)

@@ -26,6 +26,7 @@ from kerasnets.training.recipes import RECIPES
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DATA, OPTIMISATION, EXECUTION = "Data", "Optimisation", "Execution"
 DISTRIBUTION, OUTPUT = "Distribution", "Output"
+FINETUNING = "Fine-tuning (kerasnets.training.finetune)"
 HOST = dict(group=DISTRIBUTION, host=True)
 
 
@@ -69,8 +70,9 @@ class TrainConfig:
         "stratified, seeded subset of N images of the test split, for reduced "
         "reproductions", DATA, limit=positive, metavar="N", default_text="all of it")
     normalize: str = option("unit", "unit: x/255; standardize: per-channel mean/std of "
-                            "the training split", DATA, choices=("unit", "standardize"),
-                            to_preprocessing=True)
+                            "the training split; imagenet: ImageNet's mean/std (RGB), as "
+                            "ImageNet weights expect", DATA,
+                            choices=("unit", "standardize", "imagenet"), to_preprocessing=True)
     crop_padding: int = option(0, "random crop after zero-padding PX pixels (0: off)", DATA,
                                limit=non_negative, metavar="PX", to_preprocessing=True)
     flip: bool = option(False, "random horizontal flips", DATA, to_preprocessing=True)
@@ -126,6 +128,24 @@ class TrainConfig:
         "model as a finished run does (a resumed run gets what is left of it); "
         "metrics.json records the epochs reached",
         OPTIMISATION, limit=time_limit_problem, metavar="TIME", default_text="off")
+    # fine-tuning
+    weights: str | None = option(
+        None, "start from pretrained weights: imagenet (torchvision's, from the torch.hub "
+        "cache), a .keras or .weights.h5 file, a run directory (its model.keras, "
+        "architecture and preprocessing) or a torchvision .pth state_dict. The classifier "
+        "is new; input settings follow the weights unless given", FINETUNING,
+        metavar="SOURCE", default_text="random initialisation")
+    freeze: str = option("none", "keep fixed: none; backbone (all but the classifier); or "
+                         "a layer or stage name (e.g. layer3): every layer before it. Frozen "
+                         "BatchNormalization uses its moving statistics", FINETUNING,
+                         limit=lambda v: None if v.strip() else "must not be empty",
+                         metavar="WHAT")
+    head_epochs: int = option(0, "train only the new classifier for the first N epochs, "
+                              "then as --freeze says (one run, two phases)", FINETUNING,
+                              limit=non_negative, metavar="N")
+    backbone_lr_multiplier: float = option(
+        1.0, "learning rate of every layer but the classifier, as a multiple of --lr "
+        "(e.g. 0.1; after --head-epochs)", FINETUNING, limit=positive, metavar="M")
     # execution
     seed: int = option(0, "seed of the initialisation, shuffles and augmentation",
                        EXECUTION)

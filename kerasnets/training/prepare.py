@@ -9,7 +9,8 @@ from dataclasses import dataclass, replace
 from kerasnets.data import Preprocessing, channel_statistics, load_dataset
 from kerasnets.data.splits import stratified_subset
 from kerasnets.factory import check_options
-from kerasnets.registry import model_info
+from kerasnets.registry import IMAGENET_MEAN, IMAGENET_STD, model_info
+from kerasnets.training import phases
 from kerasnets.training.config import TrainConfig
 from kerasnets.training.errors import TrainingError
 
@@ -29,6 +30,7 @@ def check_combinations(c: TrainConfig):
         problems.append("--use-multiprocessing needs --pipeline pydataset")
     if c.dataset == "folder" and not c.data_dir:
         problems.append("--dataset folder needs --data-dir DIR (one sub-folder per class)")
+    problems += phases.problems(c)
     try:  # the check create_model makes, made before the data are loaded
         check_options(c.model, c.model_options)
     except ValueError as error:
@@ -65,6 +67,10 @@ def prepare(config: TrainConfig) -> Prepared:
     if config.normalize == "standardize":
         mean, std = channel_statistics(data.x_train, channels)
         statistics = dict(mean=mean, std=std)
+    elif config.normalize == "imagenet":
+        if channels != 3:
+            raise TrainingError("--normalize imagenet needs RGB input: add --to-rgb.")
+        statistics = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
     try:
         preprocessing = Preprocessing(channels=channels, **statistics,
                                       **config.preprocessing_settings())

@@ -10,6 +10,7 @@ from kerasnets.registry import model_info
 from kerasnets.training import artifacts
 from kerasnets.training.config import TrainConfig
 from kerasnets.training.errors import TrainingError
+from kerasnets.training.finetune import follow_weights, with_source_model
 from kerasnets.training.recipes import recipe_settings
 
 
@@ -17,6 +18,7 @@ def resolve_config(explicit: dict) -> TrainConfig:
     """Defaults < recipe < ``explicit`` settings. The modern recipe trains at the data
     set's native size, which the data set's spec knows."""
     base = TrainConfig()
+    explicit = with_source_model(explicit)
     model = explicit.get("model", base.model)
     dataset = explicit.get("dataset", base.dataset)
     recipe = explicit.get("recipe", base.recipe)
@@ -28,7 +30,7 @@ def resolve_config(explicit: dict) -> TrainConfig:
         merged["lr_reference_batch"] = {**base.to_dict(), **settings}["batch_size"]
     merged["model_options"] = {**settings.get("model_options", {}),
                                **explicit.get("model_options", {})}
-    return TrainConfig.from_dict(merged)
+    return TrainConfig.from_dict(follow_weights(merged, explicit))
 
 
 def resume_config(run_dir, host_settings=None) -> TrainConfig:

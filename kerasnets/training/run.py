@@ -31,11 +31,12 @@ from kerasnets.training import artifacts, distribute
 from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulStop,
                                           HistoryRecorder, NaNGuard, Throughput, TimeLimit,
                                           parse_backup_every, parse_time_limit)
-from kerasnets.training.compile import (build_and_compile, dtype_policy, effective_lr,
-                                        main_results, metric_key)
+from kerasnets.training.compile import dtype_policy, effective_lr, main_results, metric_key
 from kerasnets.training.config import TrainConfig
 from kerasnets.training.errors import (OutputError, TrainingError, TrainingInterrupted,
                                        storage_problem)
+from kerasnets.training.finetune import FineTuning
+from kerasnets.training.phases import phase_ranges
 from kerasnets.training.prepare import Prepared, prepare
 from kerasnets.training.rundir import RunDir, check_writable, run_directory
 
@@ -51,6 +52,8 @@ class Fit:
     fixed_steps: int | None  # batches per epoch when fixed (short runs, data parallel)
     steps: int  # batches per epoch
     started: float  # time.time() when train() was called
+    tuning: FineTuning | None = None  # builds and compiles the model (--weights, phases)
+    model: keras.Model | None = None  # built before the run directory, for a new run
 
     @property
     def config(self) -> TrainConfig:
@@ -96,6 +99,11 @@ def _train(config, dist, resume_dir, stop, callbacks, started):
     fit = Fit(prepared, dist, shard, data.x_train[shard.index::shard.count],
               data.y_train[shard.index::shard.count], fixed_steps,
               steps_per_epoch(len(data.x_train), c.batch_size, fixed_steps), started)
+    fit.tuning = FineTuning(c, fit.steps, distributed=dist.active)
+    if resume_dir is None:  # a source or --freeze that does not fit: no run directory
+        with dtype_policy(c.precision), distribute.deadline(
+                c.distribute_timeout, "building the model on every replica"):
+            fit.model = fit.tuning.build(prepared)
     with run_directory(c, is_chief=dist.is_chief, process_id=dist.process_id,
                        resume_dir=resume_dir) as run:
         if not run.resuming:
@@ -118,10 +126,17 @@ def _run_record(fit: Fit) -> dict:
 
 def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     c, data, dist = fit.config, fit.prepared.data, fit.dist
-    with distribute.deadline(c.distribute_timeout, "building the model on every replica"):
-        model = build_and_compile(fit.prepared, fit.steps, distributed=dist.active)
+    tuning, model = fit.tuning, fit.model
+    if model is None:  # resuming: the backup has the weights, unless there is none yet
+        restored = run.initial_epoch or run.initial_step or run.trained_model
+        with distribute.deadline(c.distribute_timeout, "building the model on every replica"):
+            model = tuning.build(fit.prepared, load=not restored)
     if dist.is_chief:
         _check_free_space(run.path, model)
+        if tuning.loaded is not None:  # config.json says which weights came from where
+            record = artifacts.read_json(run.path / "config.json")
+            artifacts.write_json(run.path / "config.json",
+                                 {**record, "weights_source": tuning.loaded.to_dict()})
     common = _pipeline_options(fit, label_copies=len(model.outputs))
     val_x, val_y = (data.x_val, data.y_val) if data.x_val is not None else \
         (data.x_test, data.y_test)
@@ -143,6 +158,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
                       "Nsteps", flush=True)
     backup = EpochBackup(run.backup, nan_guard, every=every, steps=fit.steps,
                          stop=stop_backup, step_offset=run.initial_step)
+    tuning.start(model, run, backup)  # compiled for the phase its backup was written in
     recorder = HistoryRecorder(
         run.path, f"{c.model} on {c.dataset} ({keras.backend.backend()})", run.history,
         main_output=model.output_names[0] if len(model.outputs) > 1 else None,
@@ -161,6 +177,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
             for train_data, fit_range in () if trained else _fit_plan(fit, run, common):
                 if limit is not None and limit.reached:
                     break  # out of time in the rest of a split epoch: no more epochs
+                tuning.enter(model, fit_range["initial_epoch"], backup)  # --head-epochs
                 model.fit(dist.dataset(train_data), **fit_range,
                           validation_data=dist.dataset(val_data), callbacks=callbacks,
                           verbose=verbose if dist.is_chief else 0,
@@ -217,9 +234,8 @@ def _fit_plan(fit: Fit, run: RunDir, common):
         yield pipeline(epoch, step), dict(initial_epoch=epoch, epochs=epoch + 1,
                                           steps_per_epoch=fit.steps - step)
         epoch += 1
-    if epoch < c.epochs:
-        yield pipeline(epoch), dict(initial_epoch=epoch, epochs=c.epochs,
-                                    steps_per_epoch=fit.steps)
+    for first, end in phase_ranges(epoch, c.epochs, c.head_epochs):  # one fit per phase
+        yield pipeline(first), dict(initial_epoch=first, epochs=end, steps_per_epoch=fit.steps)
 
 
 def _finish(fit: Fit, run: RunDir, model, metrics, backup, stop, common,
