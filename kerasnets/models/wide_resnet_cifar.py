@@ -97,7 +97,9 @@ _COMMON = dict(paper=WIDE_RESNET, features=feature_levels, input_shape=(32, 32, 
                # "modern" is already the paper's SGD 0.1, Nesterov, weight decay 5e-4,
                # batch 128; the paper adds dropout 0.3 in every block
                recipes={"modern": dict(model_options={"dropout_rate": 0.3})},
-               reduced=Reduced(config={"depth": 10}))  # one block per group
+               # one block per group, widen factor 1: the same operations (and one parity network
+               # for every variant) at a cost the three-backend parity run can afford
+               reduced=Reduced(config={"depth": 10, "widen_factor": 1}))
 # (depth, widen factor, trainable parameters, GMACs at 32x32)
 VARIANTS = ((16, 4, 2_748_890, 0.392612), (28, 10, 36_479_194, 5.243329))
 for _depth, _k, _params, _gmacs in VARIANTS:
