@@ -55,7 +55,8 @@ def _download(url, destination: Path):
     get_file(destination.name, origin=url, cache_dir=str(destination.parent), cache_subdir="")
 
 
-def _sha256(path) -> str:
+def file_sha256(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
@@ -82,7 +83,7 @@ def torchvision_checkpoint(info, *, download=True) -> Path:
                 f"{error}. Put {weights.url} there, e.g. on a machine with internet: "
                 f"python -c \"import torchvision; torchvision.models.get_model("
                 f"'{info.name}', weights='DEFAULT')\".")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if not digest.startswith(weights.sha256_prefix):
         raise ValueError(f"{path} is damaged or not torchvision's file: its sha256 {digest} "
                          f"does not start with {weights.sha256_prefix}. Delete it and "

@@ -16,7 +16,6 @@ and architecture options; flags the user gave win.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -27,6 +26,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from kerasnets.interop.imagenet import file_sha256
 from kerasnets.registry import model_info
 from kerasnets.training import artifacts, phases
 from kerasnets.training.errors import TrainingError
@@ -187,14 +187,6 @@ class Loaded:
                 f"{len(self.new)} new ({', '.join(self.new)})")
 
 
-def sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_pretrained(model, text: str, *, download=True) -> Loaded:
     """Load ``--weights text`` into ``model`` (built for the new classes), all but the
     classifier; raises :class:`TrainingError` naming the first layer that does not fit."""
@@ -215,7 +207,7 @@ def load_pretrained(model, text: str, *, download=True) -> Loaded:
         file = source.path
         _load_keras(model, file, head, text)
     loaded = [layer.name for layer in model.layers if layer.weights and layer.name not in head]
-    return Loaded(text, str(file) if file else None, sha256(file) if file else None,
+    return Loaded(text, str(file) if file else None, file_sha256(file) if file else None,
                   loaded, head)
 
 
