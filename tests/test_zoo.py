@@ -121,30 +121,9 @@ def test_small_model_forward_gradients_config_and_saving(name, tmp_path):
     assert any(f"{kerasnets.count_params(model):,}" in line for line in lines)
 
 
-def _backend_runs_nchw_on_this_cpu() -> bool:
-    """TensorFlow's CPU convolution and pooling run NCHW only through oneDNN, which is
-    not used on every CPU (on an AMD EPYC without AVX-512: "The Conv2D op currently only
-    supports the NHWC tensor format on the CPU", in eager and in graphs alike)."""
-    if keras.backend.backend() != "tensorflow":
-        return True
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return True
-    try:
-        tf.nn.conv2d(tf.zeros((1, 1, 4, 4)), tf.zeros((3, 3, 1, 1)), 1, "SAME",
-                     data_format="NCHW")
-        tf.nn.avg_pool2d(tf.zeros((1, 1, 4, 4)), 2, 2, "VALID", data_format="NCHW")
-        return True
-    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
-        return False
-
-
 @pytest.mark.parametrize("name", PER_MODEL)
 def test_channels_first_gives_the_same_model(name):
-    if not _backend_runs_nchw_on_this_cpu():
-        pytest.skip("TensorFlow has no NCHW convolution/pooling on this CPU (no oneDNN "
-                    "NCHW kernels): channels_first needs a GPU or another backend here")
+    """Also on a TensorFlow CPU without oneDNN's NCHW kernels (backends/kernels.py)."""
     last, out_last = small_model_and_outputs(name)
     first = small_model(name, data_format="channels_first")
     assert [w.shape for w in first.weights] == [w.shape for w in last.weights]

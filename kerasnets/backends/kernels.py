@@ -16,7 +16,14 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
 1x1 convolution            JAX         one matmul (2-3x faster than ``lax.conv``)
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
+any op, ``channels_first`` TF          transposed to NHWC and back
 =========================  ==========  ===========================================
+
+TensorFlow's CPU convolution, depthwise convolution and pooling kernels are NHWC
+only unless TF was built with oneDNN's NCHW kernels for that CPU (an AMD EPYC
+without AVX-512 has none: "The Conv2D op currently only supports the NHWC tensor
+format on the CPU"), so on a TF CPU a ``channels_first`` model computes every such
+op in NHWC between two transposes: the same sums, in any TF build.
 """
 
 from __future__ import annotations
@@ -40,6 +47,17 @@ def _pair(value):
     return (value,) * 2 if isinstance(value, int) else tuple(value)
 
 
+def _tf_cpu_nchw(data_format) -> bool:
+    return (data_format == "channels_first" and devices.backend() == "tensorflow"
+            and devices.on_cpu())
+
+
+def _in_nhwc(op, inputs, **kwargs):
+    """``op(inputs, data_format="channels_last", **kwargs)`` on NCHW ``inputs``, as NCHW."""
+    out = op(ops.transpose(inputs, (0, 2, 3, 1)), data_format="channels_last", **kwargs)
+    return ops.transpose(out, (0, 3, 1, 2))
+
+
 def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
     """2-D convolution with a ``Conv2D`` kernel ``(kh, kw, in, out)``.
 
@@ -47,6 +65,9 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
     has at most ``IM2COL_MAX_OUTPUT_PIXELS`` pixels is im2col + one matmul; both are
     the same sums as ``lax.conv`` (float64 gradient parity in the tests).
     """
+    if _tf_cpu_nchw(data_format):
+        return _in_nhwc(ops.conv, inputs, kernel=kernel, strides=strides, padding=padding,
+                        dilation_rate=dilation_rate)
     if _jax_cpu() and _pair(dilation_rate) == (1, 1):
         kh, kw = kernel.shape[0], kernel.shape[1]
         spatial = inputs.shape[1:3] if data_format == "channels_last" else inputs.shape[2:4]
@@ -99,6 +120,9 @@ def max_pool(inputs, *, pool_size, strides, padding, data_format):
     """Max-pooling. On JAX on the CPU, the maximum of the window's strided slices:
     XLA:CPU runs ``reduce_window``'s gradient as select-and-scatter, 5-10x slower
     (3x3/2 at 32x32x64: 43 ms vs 4.3 ms); ties send the gradient to every maximum."""
+    if _tf_cpu_nchw(data_format):
+        return _in_nhwc(ops.max_pool, inputs, pool_size=pool_size, strides=strides,
+                        padding=padding)
     if not _jax_cpu():
         return ops.max_pool(inputs, pool_size=pool_size, strides=strides, padding=padding,
                             data_format=data_format)
@@ -125,6 +149,9 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     (XLA:CPU) a grouped convolution is 50-100x slower than the same maths written
     as one convolution per group, so on the CPU we split, convolve and concatenate.
     """
+    if _tf_cpu_nchw(data_format):  # one pair of transposes, not one per group
+        return _in_nhwc(grouped_conv, inputs, kernel=kernel, strides=strides, padding=padding,
+                        dilation_rate=dilation_rate, groups=groups)
     if groups == 1 or devices.backend() == "torch" or not devices.on_cpu():
         if groups == 1:
             return conv(inputs, kernel, strides=strides, padding=padding,
@@ -151,6 +178,9 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
     group per channel, which XLA:CPU runs 5-10x slower than TensorFlow; there it is
     written as ``kh * kw`` shifted multiply-adds, which XLA fuses into one loop.
     """
+    if _tf_cpu_nchw(data_format):
+        return _in_nhwc(ops.depthwise_conv, inputs, kernel=kernel, strides=strides,
+                        padding=padding, dilation_rate=dilation_rate)
     if devices.backend() == "jax" and kernel.shape[-1] == 1 and devices.on_cpu():
         return _depthwise_shifted(inputs, kernel, strides=strides, padding=padding,
                                   dilation_rate=dilation_rate, data_format=data_format)
@@ -193,3 +223,12 @@ def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_
             term = window * weights[i, j]
             out = term if out is None else out + term
     return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
+
+
+def average_pool(inputs, *, pool_size, strides, padding, data_format):
+    """Average pooling: the Keras op (in NHWC on a TF CPU, see the module docstring)."""
+    if _tf_cpu_nchw(data_format):
+        return _in_nhwc(ops.average_pool, inputs, pool_size=pool_size, strides=strides,
+                        padding=padding)
+    return ops.average_pool(inputs, pool_size=pool_size, strides=strides, padding=padding,
+                            data_format=data_format)

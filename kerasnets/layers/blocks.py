@@ -18,7 +18,7 @@ import keras
 
 from kerasnets.layers.conv import Conv2D, DepthwiseConv2D, GroupConv2D
 from kerasnets.layers.initializers import glorot_uniform, kaiming_normal_fan_out
-from kerasnets.layers.pooling import AdaptiveAveragePooling2D, MaxPooling2D
+from kerasnets.layers.pooling import AdaptiveAveragePooling2D, AveragePooling2D, MaxPooling2D
 
 
 def channels_last() -> bool:
@@ -191,8 +191,7 @@ def max_pool(x, pool_size, stride, *, name, padding=0, ceil_mode=False):
 
 def avg_pool(x, pool_size, stride, *, name):
     """``torch.nn.AvgPool2d(pool_size, stride)`` without padding."""
-    return keras.layers.AveragePooling2D(pool_size, strides=stride, padding="valid",
-                                         name=name)(x)
+    return AveragePooling2D(pool_size, strides=stride, padding="valid", name=name)(x)
 
 
 def adaptive_avg_pool(x, output_size, *, name):

@@ -1,4 +1,4 @@
-"""Pooling: max-pooling with a per-device kernel, and adaptive average pooling with
+"""Pooling: max- and average pooling with per-device kernels, and adaptive average pooling with
 PyTorch's exact semantics on every backend."""
 
 import keras
@@ -16,6 +16,16 @@ class MaxPooling2D(keras.layers.MaxPooling2D):
     def call(self, inputs):
         return kernels.max_pool(inputs, pool_size=self.pool_size, strides=self.strides,
                                 padding=self.padding, data_format=self.data_format)
+
+
+@keras.saving.register_keras_serializable(package="kerasnets")
+class AveragePooling2D(keras.layers.AveragePooling2D):
+    """``keras.layers.AveragePooling2D`` routed through
+    :func:`kerasnets.backends.kernels.average_pool` (NHWC on a TensorFlow CPU)."""
+
+    def call(self, inputs):
+        return kernels.average_pool(inputs, pool_size=self.pool_size, strides=self.strides,
+                                    padding=self.padding, data_format=self.data_format)
 
 
 def adaptive_pool_matrix(in_size: int, out_size: int) -> np.ndarray:
