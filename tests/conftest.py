@@ -5,6 +5,7 @@ must be loaded before TensorFlow or the process segfaults, and keras must be
 imported before TensorFlow on the torch backend. So: torch, then keras.
 """
 
+import gc
 import os
 import sys
 import tempfile
@@ -36,6 +37,36 @@ SAMPLE_DIR = ROOT / "tests" / "data" / "fashion_mnist_sample"
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
+
+
+_ORDER = pytest.StashKey()  # (first index of the item's group, its own index)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests of one ``xdist_group`` in a module run back to back, from where the
+    group's first test was collected, so a module can keep just the current group's
+    model in memory (test_zoo). Every worker sorts the same way (xdist requires it)."""
+    first = {}
+    for index, item in enumerate(items):
+        marker = item.get_closest_marker("xdist_group")
+        group = (item.nodeid.split("::")[0], marker.args[0]) if marker else index
+        first.setdefault(group, index)
+        item.stash[_ORDER] = (first[group], index)
+    items.sort(key=lambda item: item.stash[_ORDER])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_memory_after_each_module():
+    """Drop what a module built: its models, and on JAX the compiled executables, which
+    outlive the models (two JAX workers grew to 10-12 GB each over the suite and one was
+    OOM-killed on a 24 GB machine)."""
+    yield
+    keras.backend.clear_session()
+    gc.collect()
+    if keras.backend.backend() == "jax":
+        import jax
+
+        jax.clear_caches()
 
 
 @pytest.fixture(autouse=True)

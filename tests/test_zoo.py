@@ -6,6 +6,7 @@ smallest sensible input) for forward, gradients, config round trip, ``.keras``
 saving, summary and channels_first.
 """
 
+import gc
 import pkgutil
 
 import keras
@@ -19,8 +20,8 @@ from kerasnets.registry import Paper, register
 from tests.helpers import gradients, predict, scaled_diff
 
 MODELS = kerasnets.list_models()
-# With pytest-xdist (--dist loadgroup) all tests of one model run in one worker and
-# share its small model (see small_model_and_outputs).
+# With pytest-xdist (--dist loadgroup) all tests of one model run in one worker, one
+# after the other (conftest.py keeps a group together), and share its small model.
 PER_MODEL = [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in MODELS]
 
 
@@ -47,11 +48,15 @@ def small_model(name, **kwargs):
     return kerasnets.create_model(name, num_classes=SMALL_CLASSES, input_shape=shape, **kwargs)
 
 
-_SMALL = {}  # name -> (model, outputs): built once, shared by the tests below
+_SMALL = {}  # name -> (model, outputs) of the current model only
 
 
 def small_model_and_outputs(name):
+    """Built once for the tests of ``name``, which run back to back; the previous model
+    is dropped (a JAX worker that kept all of them grew past 12 GB)."""
     if name not in _SMALL:
+        _SMALL.clear()
+        gc.collect()
         model = small_model(name)
         _SMALL[name] = model, predict(model, small_input(name))
     return _SMALL[name]
