@@ -39,6 +39,16 @@ def pytest_report_header(config):
     return f"keras {keras.__version__}, backend {keras.backend.backend()}"
 
 
+def pytest_runtest_setup(item):
+    """``@pytest.mark.one_backend("torch")``: the test checks code above the backend (an
+    experiment's report, say), so CI runs it in that backend's pass only."""
+    marker = item.get_closest_marker("one_backend")
+    if (marker and keras.backend.backend() != marker.args[0]
+            and not os.environ.get("KERASNETS_TEST_EVERY_BACKEND")):
+        pytest.skip(f"above the backend: runs in the {marker.args[0]} pass "
+                    f"(KERASNETS_TEST_EVERY_BACKEND=1 runs it on every backend)")
+
+
 _ORDER = pytest.StashKey()  # (first index of the item's group, its own index)
 
 
