@@ -90,6 +90,11 @@ def train_cli(capsys, *args):
     return out.out
 
 
+# The tests that start from ``sources`` share one worker, so it is trained once per pass
+# (under --dist loadgroup a module fixture is otherwise built on both workers).
+USES_SOURCES = pytest.mark.xdist_group("finetune-sources")
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     """Finished runs to start from: LeNet-5 and ResNet-18 (small-input stem)."""
@@ -101,6 +106,7 @@ def sources(tmp_path_factory):
     return {"lenet5": Path(lenet["run_dir"]), "resnet18": Path(resnet["run_dir"])}
 
 
+@USES_SOURCES
 def test_run_directory_source_frozen_backbone_and_batchnorm_statistics(sources, tmp_path,
                                                                        capsys):
     """--weights RUN_DIR: the run's model, options and preprocessing; with the backbone
@@ -186,6 +192,7 @@ def test_backbone_learning_rate_multiplier_scales_the_step(optimizer):
             np.testing.assert_allclose(a, share * b, rtol=1e-4, atol=1e-7)
 
 
+@USES_SOURCES
 @pytest.mark.parametrize("kind", [".keras", ".weights.h5"])
 def test_keras_file_sources(sources, tmp_path, capsys, kind):
     source = sources["lenet5"]
@@ -218,6 +225,7 @@ def test_weights_file_keys_are_those_keras_writes(tmp_path):
     assert {keys[layer.name] for layer in model.layers if layer.weights} == written
 
 
+@USES_SOURCES
 def test_mismatches_are_one_clear_line(sources, tmp_path, capsys):
     resnet34 = kerasnets.create_model("resnet34", input_shape=(28, 28, 1), num_classes=10,
                                       small_input=True)
@@ -266,6 +274,7 @@ def test_freeze_before_a_stage_or_layer():
     assert "fc" not in frozen_layers(model, "backbone", head)
 
 
+@USES_SOURCES
 def test_two_phases_one_run(sources, tmp_path):
     """--head-epochs 1: epoch 1 trains the classifier only, epoch 2 everything after
     --freeze; one history, one run directory."""
@@ -292,6 +301,7 @@ def test_two_phases_one_run(sources, tmp_path):
     assert result["status"] == "finished"
 
 
+@USES_SOURCES
 def test_resume_in_phase_two_ends_where_a_straight_run_would(sources, tmp_path):
     """Killed in epoch 3 (phase 2; the backup of epoch 2 is phase 2's) or as epoch 2
     begins (the boundary: the backup is phase 1's): --resume ends bit for bit as an
@@ -376,6 +386,7 @@ def test_imagenet_source_from_the_hub_cache_sets_the_input(tmp_path, capsys, mon
     assert record["weights_source"]["sha256"].startswith(prefix)
 
 
+@USES_SOURCES
 def test_evaluate_and_predict_on_another_backend(sources, tmp_path, capsys):
     """A fine-tuned run (from a run directory, two phases) evaluates the same on another
     backend, and predicts."""
