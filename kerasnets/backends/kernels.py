@@ -16,7 +16,7 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
 1x1 convolution            JAX         one matmul (2-3x faster than ``lax.conv``)
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
-any op, ``channels_first`` TF          transposed to NHWC and back
+NCHW conv and pooling      TF          in NHWC between two transposes
 =========================  ==========  ===========================================
 
 TensorFlow's CPU convolution, depthwise convolution and pooling kernels are NHWC

@@ -3,5 +3,5 @@
 from kerasnets.layers.conv import Conv2D, DepthwiseConv2D, GroupConv2D
 from kerasnets.layers.pooling import AdaptiveAveragePooling2D, AveragePooling2D, MaxPooling2D
 
-__all__ = ["AdaptiveAveragePooling2D", "AveragePooling2D", "Conv2D", "DepthwiseConv2D", "GroupConv2D",
-           "MaxPooling2D"]
+__all__ = ["AdaptiveAveragePooling2D", "AveragePooling2D", "Conv2D", "DepthwiseConv2D",
+           "GroupConv2D", "MaxPooling2D"]
