@@ -113,8 +113,11 @@ def _phase_compute(workdir, names, backend):
             model = build(name)
             model.load_weights(workdir / f"{name}.weights.h5")
             before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+            # Eager on TensorFlow: tracing the step into a graph took most of TF's time
+            # here, and the graph runs the same kernels (JAX still jits: it must).
             model.compile(optimizer=keras.optimizers.SGD(LR, momentum=0.9),
-                          loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+                          loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+                          run_eagerly=keras.backend.backend() == "tensorflow")
             result["loss"] = np.float64(model.train_on_batch(x.astype("float64"),
                                                              y.astype("float64")))
             # The first momentum-SGD step is w - lr * g: the gradients, exactly in float64.
