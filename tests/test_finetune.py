@@ -6,6 +6,7 @@ boundary, mismatches as one clear line, and evaluation on another backend. Tiny 
 the committed Fashion-MNIST sample, on the current backend."""
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -90,23 +91,30 @@ def train_cli(capsys, *args):
     return out.out
 
 
-# The tests that start from ``sources`` share one worker, so it is trained once per pass
-# (under --dist loadgroup a module fixture is otherwise built on both workers).
-USES_SOURCES = pytest.mark.xdist_group("finetune-sources")
-
-
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    """Finished runs to start from: LeNet-5 and ResNet-18 (small-input stem)."""
-    root = tmp_path_factory.mktemp("sources")
-    lenet = train(resolve_config(dict(model="lenet5", epochs=1, **QUICK,
-                                      output_dir=str(root / "lenet5"))))
-    resnet = train(resolve_config(dict(model="resnet18", model_options={"small_input": True},
-                                       epochs=1, **QUICK, output_dir=str(root / "resnet18"))))
-    return {"lenet5": Path(lenet["run_dir"]), "resnet18": Path(resnet["run_dir"])}
+def sources(tmp_path_factory, worker_id):
+    """Finished runs to start from: LeNet-5 and ResNet-18 (small-input stem), trained once
+    per session and shared by the pytest-xdist workers (a module fixture would be trained
+    by each worker: 70 s each on torch). The tests only read them."""
+    if worker_id == "master":
+        root = tmp_path_factory.getbasetemp() / "finetune-sources"
+    else:  # the session's directory, above each worker's own
+        root = tmp_path_factory.getbasetemp().parent / "finetune-sources"
+    root.mkdir(exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one worker trains, the other waits and reads
+        done = root / "runs.json"
+        if not done.exists():
+            lenet = train(resolve_config(dict(model="lenet5", epochs=1, **QUICK,
+                                              output_dir=str(root / "lenet5"))))
+            resnet = train(resolve_config(dict(model="resnet18", epochs=1, **QUICK,
+                                               model_options={"small_input": True},
+                                               output_dir=str(root / "resnet18"))))
+            done.write_text(json.dumps({"lenet5": lenet["run_dir"],
+                                        "resnet18": resnet["run_dir"]}))
+    return {name: Path(run) for name, run in json.loads(done.read_text()).items()}
 
 
-@USES_SOURCES
 def test_run_directory_source_frozen_backbone_and_batchnorm_statistics(sources, tmp_path,
                                                                        capsys):
     """--weights RUN_DIR: the run's model, options and preprocessing; with the backbone
@@ -192,7 +200,6 @@ def test_backbone_learning_rate_multiplier_scales_the_step(optimizer):
             np.testing.assert_allclose(a, share * b, rtol=1e-4, atol=1e-7)
 
 
-@USES_SOURCES
 @pytest.mark.parametrize("kind", [".keras", ".weights.h5"])
 def test_keras_file_sources(sources, tmp_path, capsys, kind):
     source = sources["lenet5"]
@@ -225,7 +232,6 @@ def test_weights_file_keys_are_those_keras_writes(tmp_path):
     assert {keys[layer.name] for layer in model.layers if layer.weights} == written
 
 
-@USES_SOURCES
 def test_mismatches_are_one_clear_line(sources, tmp_path, capsys):
     resnet34 = kerasnets.create_model("resnet34", input_shape=(28, 28, 1), num_classes=10,
                                       small_input=True)
@@ -274,7 +280,6 @@ def test_freeze_before_a_stage_or_layer():
     assert "fc" not in frozen_layers(model, "backbone", head)
 
 
-@USES_SOURCES
 def test_two_phases_one_run(sources, tmp_path):
     """--head-epochs 1: epoch 1 trains the classifier only, epoch 2 everything after
     --freeze; one history, one run directory."""
@@ -301,7 +306,6 @@ def test_two_phases_one_run(sources, tmp_path):
     assert result["status"] == "finished"
 
 
-@USES_SOURCES
 def test_resume_in_phase_two_ends_where_a_straight_run_would(sources, tmp_path):
     """Killed in epoch 3 (phase 2; the backup of epoch 2 is phase 2's) or as epoch 2
     begins (the boundary: the backup is phase 1's): --resume ends bit for bit as an
@@ -386,7 +390,6 @@ def test_imagenet_source_from_the_hub_cache_sets_the_input(tmp_path, capsys, mon
     assert record["weights_source"]["sha256"].startswith(prefix)
 
 
-@USES_SOURCES
 def test_evaluate_and_predict_on_another_backend(sources, tmp_path, capsys):
     """A fine-tuned run (from a run directory, two phases) evaluates the same on another
     backend, and predicts."""
