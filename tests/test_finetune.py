@@ -435,3 +435,25 @@ def test_transfer_demo_folders(tmp_path):
     assert not train_files & {p.name for p in (tmp_path / "finetune" / "val").rglob("*.jpg")}
     with pytest.raises(FileExistsError, match="exists already"):
         write_transfer_folders(tmp_path, data_dir=SAMPLE_DIR)
+
+
+def test_crop_padding_follows_the_input_size_the_weights_set(sources, tmp_path):
+    """The modern recipe's random crop pads an eighth of the image: a 28 px source
+    fine-tuned on a folder of 64 px images crops for 28 px (3), not for 64 (8: the
+    transfer demo's 28-on-224 run padded 28 px and learnt nothing)."""
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            folder = tmp_path / "data" / split / label
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((64, 64, 3), 60 + 40 * i, np.uint8)).save(
+                    folder / f"{i}.png")
+    settings = dict(model="resnet18", weights=str(sources["resnet18"]), dataset="folder",
+                    data_dir=str(tmp_path / "data"), download=False,
+                    output_dir=str(tmp_path / "runs"))
+    config = resolve_config(settings)
+    assert (config.image_size, config.crop_padding) == (28, 3)
+    assert resolve_config(dict(settings, crop_padding=5)).crop_padding == 5  # yours stays
+    assert resolve_config(dict(settings, image_size=48)).crop_padding == 6  # your size

@@ -30,6 +30,7 @@ from kerasnets.interop.imagenet import file_sha256
 from kerasnets.registry import model_info
 from kerasnets.training import artifacts, phases
 from kerasnets.training.errors import TrainingError
+from kerasnets.training.recipes import crop_padding_for
 
 RUN_CHECKPOINT = "model.keras"  # what --weights RUN_DIR loads
 # Settings a run of ours passes on to a run fine-tuned from it, unless given again.
@@ -130,6 +131,12 @@ def follow_weights(settings: dict, explicit: dict) -> dict:
                                          **explicit.get("model_options", {})}
     taken = {k: v for k, v in chosen.items() if k not in explicit}
     settings.update(taken)
+    if "image_size" in taken and settings.get("crop_padding") and "crop_padding" not in explicit:
+        # The recipe sized its random crop for the data's own size (an eighth of it): size
+        # it for the weights' input instead (a 28 px source fine-tuned on a folder of
+        # 224 px images was trained on crops shifted by up to 28 px: nothing was left).
+        taken["crop_padding"] = settings["crop_padding"] = crop_padding_for(
+            settings["image_size"])
     if chosen:
         words = [_as_flag(k, v) for k, v in taken.items()]
         kept = [_as_flag(k, explicit[k]) for k in chosen if k in explicit]

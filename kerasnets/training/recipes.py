@@ -52,10 +52,16 @@ def recipe_settings(recipe: str, model: str, dataset: str, native_size: int) -> 
         settings["model_options"] = dict(own["model_options"])
     if recipe == "modern":
         size = settings.setdefault("image_size", fitting_size(model, native_size))
-        settings.setdefault("crop_padding", max(2, size // 8))  # 4 px at CIFAR's 32
+        settings.setdefault("crop_padding", crop_padding_for(size))
         if not spec_for(dataset).flip_preserves_class:
             settings["flip"] = False  # e.g. a mirrored digit is another digit
     return settings
+
+
+def crop_padding_for(size: int) -> int:
+    """The modern recipe's random-crop padding for ``size``-pixel images: an eighth of the
+    size (4 px at CIFAR's 32), at least 2."""
+    return max(2, size // 8)
 
 
 def fitting_size(model: str, native_size: int) -> int:
