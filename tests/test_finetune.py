@@ -439,8 +439,8 @@ def test_transfer_demo_folders(tmp_path):
 
 def test_crop_padding_follows_the_input_size_the_weights_set(sources, tmp_path):
     """The modern recipe's random crop pads an eighth of the image: a 28 px source
-    fine-tuned on a folder of 64 px images crops for 28 px (3), not for 64 (8: the
-    transfer demo's 28-on-224 run padded 28 px and learnt nothing)."""
+    fine-tuned on a folder crops for 28 px (3), not for the size the recipe picks for the
+    folder (the transfer demo's run padded 28 px, for 224, and learnt nothing)."""
     from PIL import Image
 
     for split in ("train", "test"):

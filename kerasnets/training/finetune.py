@@ -132,9 +132,10 @@ def follow_weights(settings: dict, explicit: dict) -> dict:
     taken = {k: v for k, v in chosen.items() if k not in explicit}
     settings.update(taken)
     if "image_size" in taken and settings.get("crop_padding") and "crop_padding" not in explicit:
-        # The recipe sized its random crop for the data's own size (an eighth of it): size
-        # it for the weights' input instead (a 28 px source fine-tuned on a folder of
-        # 224 px images was trained on crops shifted by up to 28 px: nothing was left).
+        # The recipe sized its random crop (an eighth of the image) for the size it picked
+        # before the weights set theirs: a 28 px source fine-tuned on a folder, where the
+        # recipe picks 224, was trained on 28 px images shifted by up to 28 px and learnt
+        # nothing. Size it for the weights' input.
         taken["crop_padding"] = settings["crop_padding"] = crop_padding_for(
             settings["image_size"])
     if chosen:
