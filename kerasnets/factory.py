@@ -161,6 +161,19 @@ def build_model(name, *, num_classes=None, input_shape=None, include_top=True, p
                             **info.config, **options)
 
 
+def build_reduced(name, *, input_shape, num_classes=10, include_top=True, pooling=None,
+                  data_format="channels_last", **options) -> keras.Model:
+    """``name`` in its family's reduced configuration (``ModelInfo.reduced``: one block
+    per stage, narrow dense heads; ``options`` override the reduced options), for the
+    checks that need the family's blocks but not its depth (parity, tests)."""
+    info = model_info(name)
+    with data_format_scope(data_format):
+        return info.builder(input_shape=input_shape, num_classes=num_classes,
+                            include_top=include_top, pooling=pooling, name=name,
+                            **{**info.config, **info.reduced.config},
+                            **{**info.reduced.options, **options})
+
+
 def create_model(name, *, num_classes=None, input_shape=None, include_top=True, pooling=None,
                  weights=None, data_format=None, features_only=False, out_indices=None,
                  **options) -> keras.Model:

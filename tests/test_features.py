@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kerasnets
-from kerasnets.factory import data_format_scope
+from kerasnets.factory import build_reduced
 from kerasnets.features import FeatureInfo, FeatureModel, feature_model
 from tests.helpers import predict, scaled_diff
 
@@ -35,9 +35,8 @@ def reduced_features(name, *, data_format="channels_last", out_indices=None, **o
     config = {**info.config, **info.reduced.config}
     size = 32 * math.ceil(max(64, info.min_input_size) / 32)
     shape = (size, size + WIDER, 3) if data_format == "channels_last" else (3, size, size + WIDER)
-    with data_format_scope(data_format):
-        model = info.builder(input_shape=shape, num_classes=10, include_top=False,
-                             pooling=None, name=name, **config, **options)
+    model = build_reduced(name, input_shape=shape, include_top=False, data_format=data_format,
+                          **options)
     assert info.features is not None, f"{info.family} declares no feature levels"
     levels = info.features(model, {**info.options, **config, **options})
     return feature_model(model, levels, out_indices, registered_name=name)

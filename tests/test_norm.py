@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kerasnets
-from kerasnets.factory import data_format_scope
+from kerasnets.factory import build_reduced
 from kerasnets.layers.blocks import NORMS, norm_groups
 from tests.helpers import predict
 
@@ -28,11 +28,8 @@ def small(name, data_format="channels_last", **options):
     size = FAMILIES[name]
     channels = info.input_shape[-1]
     shape = (size, size, channels) if data_format == "channels_last" else (channels, size, size)
-    options = {**info.reduced.options, **EXTRA.get(name, {}), **options}
-    with data_format_scope(data_format):
-        return info.builder(input_shape=shape, num_classes=CLASSES, include_top=True,
-                            pooling=None, name=name, **{**info.config, **info.reduced.config},
-                            **options)
+    return build_reduced(name, input_shape=shape, num_classes=CLASSES, data_format=data_format,
+                         **{**EXTRA.get(name, {}), **options})
 
 
 def batch(model, n=4):

@@ -16,7 +16,7 @@ import pytest
 
 import kerasnets
 from kerasnets import models as families
-from kerasnets.factory import build_model, data_format_scope
+from kerasnets.factory import build_model, build_reduced
 from kerasnets.registry import Paper, register
 from tests.helpers import gradients, predict, scaled_diff
 
@@ -71,9 +71,7 @@ def small_model(name, include_top=True, pooling=None, data_format="channels_last
                   pooling=pooling)
     if name in FULL_DEPTH:
         return kerasnets.create_model(name, data_format=data_format, **common, **kwargs)
-    with data_format_scope(data_format):
-        return info.builder(name=name, **common, **{**info.config, **info.reduced.config},
-                            **kwargs)
+    return build_reduced(name, data_format=data_format, **common, **kwargs)
 
 
 _SMALL = {}  # name -> (model, outputs) of the current model only

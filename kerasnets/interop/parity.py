@@ -30,7 +30,7 @@ import numpy as np
 
 from kerasnets.backends import BACKENDS
 from kerasnets.backends.keras_patches import float64
-from kerasnets.factory import data_format_scope
+from kerasnets.factory import build_reduced
 from kerasnets.registry import list_models, model_info
 
 SIZE, BATCH, CLASSES, LR = 64, 4, 10, 0.1
@@ -62,12 +62,9 @@ def parity_groups(names):
 def build(name):
     """``name`` (or its reduced configuration) at 64x64x3 with 10 classes, no dropout."""
     info = model_info(name)
-    config, options = parity_config(name)
+    _, options = parity_config(name)
     size = max(SIZE, info.min_input_size)
-    with data_format_scope("channels_last"):
-        return info.builder(input_shape=(size, size, 3), num_classes=CLASSES,
-                            include_top=True, pooling=None, name=name,
-                            **{**info.config, **config}, **options)
+    return build_reduced(name, input_shape=(size, size, 3), num_classes=CLASSES, **options)
 
 
 def inputs(model):
@@ -113,11 +110,9 @@ def _phase_compute(workdir, names, backend):
             model = build(name)
             model.load_weights(workdir / f"{name}.weights.h5")
             before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-            # Eager on TensorFlow: tracing the step into a graph took most of TF's time
-            # here, and the graph runs the same kernels (JAX still jits: it must).
-            model.compile(optimizer=keras.optimizers.SGD(LR, momentum=0.9),
-                          loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                          run_eagerly=keras.backend.backend() == "tensorflow")
+            execution.compile_for_a_few_steps(
+                model, optimizer=keras.optimizers.SGD(LR, momentum=0.9),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True))
             result["loss"] = np.float64(model.train_on_batch(x.astype("float64"),
                                                              y.astype("float64")))
             # The first momentum-SGD step is w - lr * g: the gradients, exactly in float64.
