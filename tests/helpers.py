@@ -43,3 +43,35 @@ def record(check, name, value):
     if path:
         with open(path, "a") as log:
             log.write(f"{keras.backend.backend()} {check} {name} {value:.3e}\n")
+
+
+def publish_fake_resnet18_weights(tmp_path, monkeypatch, state_dict):
+    """Make ``state_dict`` resnet18's published ImageNet weights without a network: saved
+    in a private torch.hub cache (TORCH_HOME and KERAS_HOME under ``tmp_path``) named, as
+    torchvision names its files, after its own sha256 prefix, and registered as
+    resnet18's weights URL; downloading raises OSError. Returns the checkpoint's path."""
+    import dataclasses
+    import hashlib
+
+    import torch
+
+    import kerasnets
+    from kerasnets import registry
+    from kerasnets.interop import imagenet
+
+    def offline(url, destination):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(imagenet, "_download", offline)
+    saved = tmp_path / "resnet18.pth"
+    torch.save(state_dict, saved)
+    prefix = hashlib.sha256(saved.read_bytes()).hexdigest()[:8]
+    info = kerasnets.model_info("resnet18")
+    weights = dataclasses.replace(info.weights, url=f"https://example.org/resnet18-{prefix}.pth")
+    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(info, weights=weights))
+    target = imagenet.torch_hub_dir() / weights.filename
+    target.parent.mkdir(parents=True)
+    saved.rename(target)
+    return target

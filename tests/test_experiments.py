@@ -55,6 +55,12 @@ def test_degradation_quick_report_states_the_json(tmp_path):
         assert cells[5] == f"{arm['metrics']['trainable_params']:,}"
     assert "the plain pair was not run" in text  # the other arms were left out
     assert arm["settings"]["test_subset"] == common.QUICK["test_subset"]
+    # --report-only writes the same report again from the JSON, training nothing
+    report = tmp_path / "report"
+    (report / "degradation.md").unlink()
+    assert experiment_main(["degradation", "--report-only", "--report-dir", str(report)]) == 0
+    assert (report / "degradation.md").read_text() == text
+    assert experiment_main(["budget", "--report-only", "--report-dir", str(report)]) == 2
 
 
 def _arm(name, train_errors):
@@ -71,9 +77,13 @@ def test_degradation_verdict_follows_the_numbers(deep_plain, deep_res, plain_ver
     arms = {"plain20": _arm("plain20", [0.5, 0.2]), "plain56": _arm("plain56", [0.6, deep_plain]),
             "resnet20": _arm("resnet20", [0.5, 0.2]),
             "resnet56": _arm("resnet56", [0.6, deep_res])}
-    plain, residual = degradation.findings(arms)
+    plain, residual, shortcuts, cost = degradation.findings(arms)
     assert plain_verdict in plain and f"{100 * deep_plain:.2f}% at 56 layers" in plain
     assert res_verdict in residual and "vs 20.00% at 20" in residual
+    better = "lower: residual learning eases" if deep_res < deep_plain else "not lower"
+    assert f"from {100 * deep_plain:.2f}% (plain) to {100 * deep_res:.2f}% (residual), " \
+        f"{better}" in shortcuts
+    assert f"plain nets {100 * (deep_plain - 0.2):+.2f} points" in cost
 
 
 @ONCE
@@ -115,9 +125,7 @@ def test_every_full_arm_is_a_valid_run(name, tmp_path):
     module = EXPERIMENTS[name]
     arms = select(module)
     assert len({a.name for a in arms}) == len(arms) > 1
-    available = [a for a in arms if not module.missing([a])] \
-        if hasattr(module, "missing") else arms
-    for arm in available:
+    for arm in arms:
         full = common.arm_settings(arm, module.SETTINGS, quick=False, output_dir=tmp_path,
                                    data_dir=None, stamp="x")
         quick = common.arm_settings(arm, module.SETTINGS, quick=True, output_dir=tmp_path,

@@ -5,7 +5,6 @@ schedule, the backbone's learning-rate multiplier, resume in phase 2 and at the 
 boundary, mismatches as one clear line, and evaluation on another backend. Tiny runs on
 the committed Fashion-MNIST sample, on the current backend."""
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -20,12 +19,12 @@ import pytest
 
 import kerasnets
 from kerasnets import registry
-from kerasnets.interop import imagenet
 from kerasnets.training import artifacts, resolve_config, train
-from kerasnets.training.cli import main, predict_main
+from kerasnets.training.cli import main
 from kerasnets.training.finetune import classifier_layers, weights_file_keys
 from kerasnets.training.phases import frozen_layers, scale_learning_rate
 from tests.conftest import ROOT, SAMPLE_DIR
+from tests.helpers import publish_fake_resnet18_weights
 
 SHORT = ["--data-dir", str(SAMPLE_DIR), "--no-download", "--steps-per-epoch", "2",
          "--batch-size", "16", "--verbose", "0", "--backup-every", "0", "--jit-compile", "false"]
@@ -364,22 +363,12 @@ def test_torchvision_pth_source(tmp_path, capsys):
 
 
 def test_imagenet_source_from_the_hub_cache_sets_the_input(tmp_path, capsys, monkeypatch):
-    import torch
-
     """A private torch.hub cache holding a random resnet18 checkpoint named after its
     sha256 prefix (as test_torchvision does): the input follows ImageNet's, except
     --image-size, which is the user's."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    saved = tmp_path / "resnet18.pth"
-    torch.save(random_resnet18(num_classes=1000).state_dict(), saved)
-    prefix = hashlib.sha256(saved.read_bytes()).hexdigest()[:8]
-    info = kerasnets.model_info("resnet18")
-    weights = dataclasses.replace(info.weights, url=f"https://example.org/resnet18-{prefix}.pth")
-    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(info, weights=weights))
-    target = imagenet.torch_hub_dir() / weights.filename
-    target.parent.mkdir(parents=True)
-    saved.rename(target)
+    target = publish_fake_resnet18_weights(tmp_path, monkeypatch,
+                                           random_resnet18(num_classes=1000).state_dict())
+    prefix = target.name.rsplit("-", 1)[1].split(".")[0]
     out = train_cli(capsys, "resnet18", "--weights", "imagenet", "--image-size", "32",
                     "--epochs", "1", "--output-dir", str(tmp_path / "runs"))
     assert "--normalize imagenet, --to-rgb (yours: --image-size 32)" in out

@@ -315,28 +315,11 @@ def fake_published_weights(tmp_path, monkeypatch):
     """torchvision's published resnet50 weights without a network: a random resnet18
     checkpoint in a private torch.hub cache, named (as torchvision names its files)
     after its own sha256 prefix, registered as resnet18's weights."""
-    import dataclasses
-    import hashlib
-
-    import torch
     import torchvision
 
-    from kerasnets import registry
-    from kerasnets.interop import imagenet
+    from tests.helpers import publish_fake_resnet18_weights
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(imagenet, "_download", lambda url, destination: (_ for _ in ()).throw(
-        OSError("no network in tests")))
-    saved = tmp_path / "resnet18.pth"
-    torch.save(torchvision.models.resnet18().state_dict(), saved)
-    prefix = hashlib.sha256(saved.read_bytes()).hexdigest()[:8]
-    info = kerasnets.model_info("resnet18")
-    weights = dataclasses.replace(info.weights, url=f"https://example.org/resnet18-{prefix}.pth")
-    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(info, weights=weights))
-    target = imagenet.torch_hub_dir() / weights.filename
-    target.parent.mkdir(parents=True)
-    saved.rename(target)
+    publish_fake_resnet18_weights(tmp_path, monkeypatch, torchvision.models.resnet18().state_dict())
 
 
 def test_readme_python_blocks_run(fake_published_weights):

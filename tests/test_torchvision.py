@@ -4,8 +4,6 @@ torchvision models are randomly initialised (no downloads), with random BatchNor
 statistics so that the running mean/variance conventions are exercised too.
 """
 
-import dataclasses
-import hashlib
 
 import numpy as np
 import pytest
@@ -14,9 +12,9 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import kerasnets  # noqa: E402
-from kerasnets import load_torchvision_weights, registry  # noqa: E402
+from kerasnets import load_torchvision_weights  # noqa: E402
 from kerasnets.interop import imagenet  # noqa: E402
-from tests.helpers import predict, record, scaled_diff  # noqa: E402
+from tests.helpers import predict, publish_fake_resnet18_weights, record, scaled_diff  # noqa: E402
 
 TORCHVISION_MODELS = [n for n in kerasnets.list_models() if kerasnets.model_info(n).torchvision]
 TOLERANCE = 1e-4  # max abs difference on logits of order one (see scaled_diff)
@@ -111,24 +109,9 @@ def test_legacy_densenet_checkpoint_keys_load():
 def hub(tmp_path, monkeypatch):
     """A private torch.hub cache and Keras home holding a random resnet18 checkpoint,
     named (as torchvision names its files) after its own sha256 prefix."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(imagenet, "_download", _offline)
     reference = torchvision_model("resnet18")
-    saved = tmp_path / "resnet18.pth"
-    torch.save(reference.state_dict(), saved)
-    prefix = hashlib.sha256(saved.read_bytes()).hexdigest()[:8]
-    info = kerasnets.model_info("resnet18")
-    weights = dataclasses.replace(info.weights, url=f"https://example.org/resnet18-{prefix}.pth")
-    monkeypatch.setitem(registry._REGISTRY, "resnet18", dataclasses.replace(info, weights=weights))
-    target = imagenet.torch_hub_dir() / weights.filename
-    target.parent.mkdir(parents=True)
-    saved.rename(target)
+    target = publish_fake_resnet18_weights(tmp_path, monkeypatch, reference.state_dict())
     return reference, target
-
-
-def _offline(url, destination):
-    raise OSError("network unreachable (test)")
 
 
 def test_imagenet_weights_come_from_the_torch_hub_cache(hub):

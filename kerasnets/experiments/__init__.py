@@ -5,8 +5,7 @@ report, its statements computed from the JSON) into the report directory.
 
 An experiment is a module here with ``NAME``, ``TITLE``, ``SETTINGS`` (the trainer
 settings of the full run, in one place), ``arms()`` and ``report(data)``; optionally
-``missing(arms)`` (why these arms cannot run yet), ``timing_specs(...)`` (per-backend
-speed) and ``plan(...)`` (settings that depend on a measurement).
+``timing_specs(...)`` (per-backend speed) and ``plan(...)`` (settings that depend on a measurement).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import keras
 
 from kerasnets.experiments import budget, cardinality, common, degradation, normalization
 from kerasnets.experiments.timing import time_models
+from kerasnets.training import artifacts
 
 EXPERIMENTS = {m.NAME: m for m in (degradation, normalization, cardinality, budget)}
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -56,10 +56,6 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
     """
     module = experiment(name)
     chosen = select(module, arms)
-    problem = getattr(module, "missing", lambda arms: None)(chosen)
-    if problem:
-        raise ValueError(f"Cannot run {name}: {problem}. Merge it first, or choose other "
-                         f"--arms.")
     backend = keras.backend.backend()
     stamp = common.stamp()
     settings = {a.name: common.arm_settings(a, module.SETTINGS, quick=quick,
@@ -79,5 +75,21 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
         data["timing_steps"] = module.QUICK_TIMING if quick else module.TIMING
         data["timings"] = time_models(module.timing_specs(chosen, settings, quick),
                                       timing_backends) if timing_backends else {}
+    body, panels = module.report(data)
+    return common.write_report(report_dir, name, data, body, panels, module.TITLE)
+
+
+def rewrite_report(name: str, report_dir="docs/experiments"):
+    """Write ``NAME.md`` and ``NAME.png`` again from the ``NAME.json`` an earlier run
+    wrote (after a change to how the report reads, without training again); the
+    report still names the command and date of the run that produced the data."""
+    from pathlib import Path
+
+    module = experiment(name)
+    path = Path(report_dir) / f"{name}.json"
+    if not path.is_file():
+        raise ValueError(f"There is no {path} to rewrite the report from: run "
+                         f"`python scripts/experiment.py {name}` first.")
+    data = artifacts.read_json(path)
     body, panels = module.report(data)
     return common.write_report(report_dir, name, data, body, panels, module.TITLE)

@@ -59,11 +59,6 @@ TRAIN_IMAGES = 60_000
 PROBE = dict(steps=5, warmup=2)
 
 
-def missing(arms):
-    needs_norm = any(a.settings.get("model_options", {}).get("norm") for a in arms)
-    if needs_norm and "norm" not in kerasnets.model_info("lenet5").options:
-        return "lenet5 has no norm option yet, for BN-LeNet (it comes with the norm branch)"
-    return None
 
 
 def smallest_input(model: str) -> int | None:

@@ -5,7 +5,6 @@ each on each backend: grouped convolutions cost very differently on TensorFlow, 
 PyTorch, so "free" cardinality is not free everywhere.
 """
 
-import kerasnets
 from kerasnets.experiments.common import Arm, error_curves, final, percent, table
 
 NAME = "cardinality"
@@ -27,10 +26,6 @@ TIMING = dict(steps=10, warmup=3)
 QUICK_TIMING = dict(steps=1, warmup=1)
 
 
-def missing(arms):
-    if "resnext_cifar" not in kerasnets.list_models():
-        return "there is no resnext_cifar model yet (it comes with the norm branch)"
-    return None
 
 
 def arms():

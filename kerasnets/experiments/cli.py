@@ -22,6 +22,9 @@ def build_parser(prog="experiment.py"):
                         help="one of: " + ", ".join(EXPERIMENTS))
     parser.add_argument("--quick", action="store_true",
                         help="a few steps per arm, to check the pipeline (the report says so)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: write REPORT_DIR/NAME.md and .png again from "
+                             "the NAME.json an earlier run wrote")
     parser.add_argument("--output-dir", default="saved_models", metavar="DIR",
                         help="where the runs are kept")
     parser.add_argument("--report-dir", default="docs/experiments", metavar="DIR",
@@ -43,7 +46,7 @@ def main(argv=None, prog="experiment.py"):
     import keras
 
     from kerasnets.data import CorruptDatasetError, DatasetNotFoundError
-    from kerasnets.experiments import BACKENDS, run_experiment
+    from kerasnets.experiments import BACKENDS, rewrite_report, run_experiment
     from kerasnets.training.errors import TrainingError, TrainingInterrupted
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -56,6 +59,10 @@ def main(argv=None, prog="experiment.py"):
     command = f"KERAS_BACKEND={keras.backend.backend()} python scripts/{prog} " + \
         shlex.join(argv)
     try:
+        if args.report_only:
+            path = rewrite_report(args.name, args.report_dir)
+            print(f"kerasnets: report written to {path}")
+            return 0
         path = run_experiment(args.name, quick=args.quick, output_dir=args.output_dir,
                               report_dir=args.report_dir, data_dir=args.data_dir,
                               arms=args.arms, timing_backends=args.timing_backends,

@@ -11,10 +11,9 @@ from kerasnets.experiments.common import Arm, error_curves, final, percent, tabl
 
 NAME = "degradation"
 TITLE = "Degradation: plain vs residual nets, 20 and 56 layers, on Fashion-MNIST"
-# The full run, in one place. Measured 2026-11-23 on the shared 2-core CPU (TensorFlow,
-# batch 128, 28x28x1): resnet20 140 and resnet56 51 training images/s, while others
-# loaded the machine (2-3x slower than alone). 4 arms x 10 epochs x 10,000 images plus
-# 2,000 test images per epoch: about 95 minutes at those speeds, 35-50 alone.
+# The full run, in one place: 4 arms x 10 epochs x 10,000 images plus 2,000 test images
+# per epoch took 59 minutes alone on the 2-core CPU (2026-11-24, TensorFlow: the 20-layer
+# nets train at 257 images/s, the 56-layer ones at 80).
 SETTINGS = dict(
     dataset="fashion_mnist", recipe="modern", epochs=10, batch_size=128,
     train_subset=10_000,  # stratified: 1,000 per class
@@ -74,6 +73,22 @@ def findings(by_name) -> list[str]:
             f"unlike the paper (which found it {expected})"
         lines.append(f"the deeper {label} net ends with the {got} training error "
                      f"({percent(d)} at 56 layers vs {percent(s)} at 20): {verdict}")
+    plain, residual = by_name.get("plain56"), by_name.get("resnet56")
+    if plain and residual:
+        p, r = final(plain, "train"), final(residual, "train")
+        lines.append(f"at 56 layers, the shortcuts alone (same layers, same parameters) "
+                     f"take the training error from {percent(p)} (plain) to {percent(r)} "
+                     f"(residual), {'lower' if r < p else 'not lower'}: "
+                     + ("residual learning eases the optimisation, the paper's explanation "
+                        "of degradation" if r < p else "no sign here of the easier "
+                        "optimisation the paper reports"))
+        shallow = [by_name.get(n) for n in ("plain20", "resnet20")]
+        if all(shallow):
+            cost_plain = p - final(shallow[0], "train")
+            cost_res = r - final(shallow[1], "train")
+            lines.append(f"going from 20 to 56 layers costs the plain nets "
+                         f"{100 * cost_plain:+.2f} points of training error and the "
+                         f"residual nets {100 * cost_res:+.2f}")
     return lines
 
 

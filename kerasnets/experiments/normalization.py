@@ -4,7 +4,6 @@ grows as the batch shrinks, GN's does not), with the time per epoch of each on e
 backend.
 """
 
-import kerasnets
 from kerasnets.experiments.common import Arm, error_curves, final, percent, table
 
 NAME = "normalization"
@@ -26,10 +25,6 @@ TIMING = dict(steps=10, warmup=3)  # per arm and backend, random batches
 QUICK_TIMING = dict(steps=1, warmup=1)
 
 
-def missing(arms):
-    if "norm" not in kerasnets.model_info("resnet20").options:
-        return "resnet20 has no norm option yet (it comes with the norm branch)"
-    return None
 
 
 def arms():

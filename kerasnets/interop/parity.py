@@ -115,8 +115,8 @@ def _phase_compute(workdir, names, backend):
                 loss=keras.losses.CategoricalCrossentropy(from_logits=True))
             result["loss"] = np.float64(model.train_on_batch(x.astype("float64"),
                                                              y.astype("float64")))
-            # The first momentum-SGD step is w - lr * g: the gradients, exactly in float64.
-                # stored in float32: the tolerances are far above its resolution
+            # The first momentum-SGD step is w - lr * g: the gradients, exactly in float64,
+            # stored in float32: the tolerances are far above its resolution.
             result.update({f"grad:{w.path}": ((w0 - keras.ops.convert_to_numpy(w)) / LR)
                            .astype("float32")
                            for w, w0 in zip(model.trainable_weights, before)})
