@@ -136,6 +136,56 @@ def test_every_full_arm_is_a_valid_run(name, tmp_path):
         assert full["run_name"] == quick["run_name"] == f"{arm.name}-x"
 
 
+def _lenet_arm_settings(tmp_path, **settings):
+    return {"model": "lenet5", "data_dir": str(SAMPLE_DIR), "download": False, "epochs": 2,
+            "steps_per_epoch": 2, "batch_size": 32, "test_subset": 100, "verbose": "0",
+            "output_dir": str(tmp_path), **settings}
+
+
+def test_a_diverged_arm_is_a_result_and_finished_arms_are_reused(tmp_path):
+    """An arm whose loss becomes NaN is recorded as diverged (the experiment goes on
+    and its report says so); --reuse-runs reads back a run of the same settings, and
+    only of the same settings."""
+    arm = common.Arm("blowup", "lr 1e9", {})
+    record = common.train_arm(arm, _lenet_arm_settings(tmp_path, lr=1e9, run_name="blowup-e-1"))
+    assert record["diverged"].startswith("loss became NaN at epoch")
+    assert common.error_text(record, "test") == "diverged"
+    assert Path(record["run_dir"]).name == "blowup-e-1"
+
+    ok = common.Arm("ok", "lr 0.01", {})
+    first = common.train_arm(ok, _lenet_arm_settings(tmp_path, lr=0.01, run_name="ok-e-1"),
+                             reuse_prefix="ok-e-")
+    assert "diverged" not in first and "reused" not in first
+    again = common.train_arm(ok, _lenet_arm_settings(tmp_path, lr=0.01, run_name="ok-e-2"),
+                             reuse_prefix="ok-e-")
+    assert again["reused"] and again["run_dir"] == first["run_dir"]
+    assert again["history"] == first["history"]
+    other = common.train_arm(ok, _lenet_arm_settings(tmp_path, lr=0.02, run_name="ok-e-3"),
+                             reuse_prefix="ok-e-")
+    assert "reused" not in other and Path(other["run_dir"]).name == "ok-e-3"
+    assert common.train_arm(arm, _lenet_arm_settings(tmp_path, lr=1e9, run_name="blowup-e-2"),
+                            reuse_prefix="blowup-e-")["reused"]  # a divergence is a result too
+
+
+def test_normalization_findings_name_a_diverged_arm():
+    def arm(name, test_errors, diverged=None):
+        result = {"name": name, "label": name, "settings": {"lr": 0.1}, "history": [
+            {"epoch": i + 1, "accuracy": 1 - e, "val_accuracy": 1 - e}
+            for i, e in enumerate(test_errors)]}
+        return {**result, "diverged": diverged} if diverged else result
+
+    from kerasnets.experiments import normalization
+    lines = normalization.findings([
+        arm("batch-b128", [0.2, 0.1]), arm("group-b128", [0.2, 0.12]),
+        arm("batch-b8", [0.3, 0.2]), arm("group-b8", [0.2, 0.13]),
+        arm("none-b128", [0.9, 0.9], diverged="loss became NaN at epoch 2, batch 15")])
+    assert lines[0].startswith("none-b128 diverged (loss became NaN at epoch 2, batch 15, "
+                               "at learning rate 0.1)")
+    assert "BN's final test error goes from 10.00% at batch 128 to 20.00% at batch 8" in lines[1]
+    assert lines[2] == "BN loses more than GN at the small batch, as the paper found"
+    assert lines[3] == "lowest final test error: batch-b128 (10.00%)"  # not the diverged one
+
+
 def test_bad_experiment_input_is_one_clear_line(tmp_path, capsys):
     assert experiment_main(["degradation", "--quick", "--arms", "resnet21",
                             "--report-dir", str(tmp_path)]) == 2

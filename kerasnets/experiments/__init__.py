@@ -42,7 +42,7 @@ def select(module, names=None):
 
 def run_experiment(name: str, *, quick=False, output_dir="saved_models",
                    report_dir="docs/experiments", data_dir=None, arms=None,
-                   timing_backends=None, command=None):
+                   timing_backends=None, command=None, reuse_runs=False):
     """Run experiment ``name`` on the current Keras backend; returns the report's path.
 
     Args:
@@ -53,6 +53,8 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
             the experiments that report speed (default: all three; with ``quick``, the
             current one); ``()`` for none.
         command: the command line, for the report (default: rebuilt from the arguments).
+        reuse_runs: read back an arm's finished (or diverged) run of the same settings
+            from an earlier invocation (e.g. one interrupted) instead of training it.
     """
     module = experiment(name)
     chosen = select(module, arms)
@@ -68,7 +70,9 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
             "settings": common.shown_settings(module.SETTINGS, quick)}
     if hasattr(module, "plan"):
         data["plan"] = module.plan(chosen, settings, quick, backend, time_models)
-    data["arms"] = [common.train_arm(a, settings[a.name]) for a in chosen]
+    data["arms"] = [common.train_arm(a, settings[a.name],
+                                     reuse_prefix=f"{a.name}-{name}-" if reuse_runs else None)
+                    for a in chosen]
     if hasattr(module, "timing_specs"):
         if timing_backends is None:
             timing_backends = (backend,) if quick else BACKENDS

@@ -59,8 +59,6 @@ TRAIN_IMAGES = 60_000
 PROBE = dict(steps=5, warmup=2)
 
 
-
-
 def smallest_input(model: str) -> int | None:
     """The image size to train at: Fashion-MNIST's 28, or the model's minimum."""
     minimum = kerasnets.model_info(model).min_input_size
@@ -103,10 +101,11 @@ def plan(arms, settings, quick, backend, time_models):
 
 def report(data):
     rows = []
-    for a in sorted(data["arms"], key=lambda x: -x["metrics"]["test_accuracy"]):
+    for a in sorted(data["arms"], key=lambda x: -x["metrics"].get("test_accuracy", -1)):
         m = a["metrics"]
         reached = m.get("epochs_reached", m["epochs_completed"])
-        rows.append([a["label"], f"{m['test_accuracy']:.4f}",
+        rows.append([a["label"], f"{m['test_accuracy']:.4f}" if "test_accuracy" in m
+                     else f"diverged ({a.get('diverged')})",
                      PUBLISHED.get(a["name"], ""), f"{reached:.2f}",
                      f"{a['settings']['epochs']}",
                      f"{m.get('train_images_per_second') or 0:.0f}",
@@ -132,11 +131,11 @@ def report(data):
 
 
 def findings(data) -> list[str]:
-    arms_ = sorted(data["arms"], key=lambda x: -x["metrics"]["test_accuracy"])
+    arms_ = sorted(data["arms"], key=lambda x: -x["metrics"].get("test_accuracy", -1))
     best, fastest = arms_[0], max(
         data["arms"], key=lambda x: x["metrics"].get("train_images_per_second") or 0)
     return [f"best in the budget: {best['label']} "
-            f"({best['metrics']['test_accuracy']:.4f} test accuracy)",
+            f"({best['metrics'].get('test_accuracy', float('nan')):.4f} test accuracy)",
             f"fastest: {fastest['label']} "
             f"({fastest['metrics'].get('train_images_per_second') or 0:.0f} training "
             f"images/s)"]

@@ -5,7 +5,7 @@ each on each backend: grouped convolutions cost very differently on TensorFlow, 
 PyTorch, so "free" cardinality is not free everywhere.
 """
 
-from kerasnets.experiments.common import Arm, error_curves, final, percent, table
+from kerasnets.experiments.common import Arm, diverged, error_curves, error_text, final, table
 
 NAME = "cardinality"
 TITLE = "Cardinality at equal FLOPs: CIFAR ResNeXt on Fashion-MNIST"
@@ -51,7 +51,8 @@ def report(data):
     arms_ = data["arms"]
     backends = sorted(data.get("timings", {}))
     rows = [[a["label"], f"{a['metrics']['trainable_params']:,}",
-             percent(final(a, "train")), f"{1 - final(a, 'test'):.4f}",
+             error_text(a, "train"),
+             "diverged" if diverged(a) else f"{1 - final(a, 'test'):.4f}",
              *[f"{v:.0f}" if v else "n/a" for v in
                (speeds(data, a["name"])[b] for b in backends)]] for a in arms_]
     body = [
@@ -72,8 +73,8 @@ def report(data):
 
 
 def findings(data) -> list[str]:
-    arms_ = data["arms"]
-    lines = []
+    lines = [f"{a['label']} diverged ({diverged(a)})" for a in data["arms"] if diverged(a)]
+    arms_ = [a for a in data["arms"] if not diverged(a)]
     if len(arms_) >= 2:
         first, last = arms_[0], arms_[-1]
         a, b = 1 - final(first, "test"), 1 - final(last, "test")

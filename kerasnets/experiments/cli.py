@@ -25,6 +25,10 @@ def build_parser(prog="experiment.py"):
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: write REPORT_DIR/NAME.md and .png again from "
                              "the NAME.json an earlier run wrote")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="read back each arm's finished run of the same settings from "
+                             "an earlier (e.g. interrupted) invocation in OUTPUT_DIR instead "
+                             "of training it again")
     parser.add_argument("--output-dir", default="saved_models", metavar="DIR",
                         help="where the runs are kept")
     parser.add_argument("--report-dir", default="docs/experiments", metavar="DIR",
@@ -66,9 +70,10 @@ def main(argv=None, prog="experiment.py"):
         path = run_experiment(args.name, quick=args.quick, output_dir=args.output_dir,
                               report_dir=args.report_dir, data_dir=args.data_dir,
                               arms=args.arms, timing_backends=args.timing_backends,
-                              command=command)
+                              command=command, reuse_runs=args.reuse_runs)
     except TrainingInterrupted as stop:
-        print(f"\nkerasnets: {stop}", file=sys.stderr)
+        print(f"\nkerasnets: {stop}\nkerasnets: the arms that finished are kept: add "
+              f"--reuse-runs to this command to go on from them", file=sys.stderr)
         return 130
     except (TrainingError, DatasetNotFoundError, CorruptDatasetError, ValueError) as error:
         print(f"kerasnets: error: {error}", file=sys.stderr)

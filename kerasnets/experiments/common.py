@@ -54,17 +54,73 @@ def arm_settings(arm: Arm, common: dict, *, quick: bool, output_dir, data_dir, s
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def train_arm(arm: Arm, settings: dict) -> dict:
-    """Train one arm; its settings as resolved, metrics.json and history.csv rows."""
+def train_arm(arm: Arm, settings: dict, reuse_prefix: str | None = None) -> dict:
+    """Train one arm; its settings as resolved, metrics.json and history.csv rows.
+
+    An arm whose loss diverges is a result, not a failure of the experiment: it is
+    recorded with ``"diverged"`` (where) and the epochs it completed. With
+    ``reuse_prefix``, a finished (or diverged) run of the same settings in the output
+    directory whose name starts with it is read back instead of trained again."""
     from kerasnets.training import resolve_config, train
+    from kerasnets.training.errors import LossDiverged
 
     config = resolve_config(settings)
+    kept = _kept_run(config, reuse_prefix) if reuse_prefix else None
+    if kept:
+        print(f"kerasnets: experiment arm {arm.name}: reusing {kept}", flush=True)
+        return {**_arm_record(arm, config, kept), "reused": True}
     print(f"kerasnets: experiment arm {arm.name}", flush=True)
-    metrics = train(config)
-    run_dir = Path(metrics["run_dir"])
-    return {"name": arm.name, "label": arm.label, "run_dir": str(run_dir),
-            "settings": config.to_dict(), "metrics": metrics,
-            "history": artifacts.read_history_csv(run_dir / "history.csv")}
+    try:
+        return _arm_record(arm, config, Path(train(config)["run_dir"]))
+    except LossDiverged as error:
+        print(f"kerasnets: experiment arm {arm.name} diverged; recorded as such", flush=True)
+        return _arm_record(arm, config, Path(error.run_dir))
+
+
+def _arm_record(arm, config, run_dir: Path) -> dict:
+    metrics = artifacts.read_json(run_dir / "metrics.json")
+    record = {"name": arm.name, "label": arm.label, "run_dir": str(run_dir),
+              "settings": config.to_dict(), "metrics": {**metrics, "run_dir": str(run_dir)},
+              "history": artifacts.read_history_csv(run_dir / "history.csv")}
+    if metrics.get("status", "").startswith(DIVERGED_STATUS):
+        record["diverged"] = metrics["status"][len("failed: "):]
+    return record
+
+
+DIVERGED_STATUS = "failed: loss became NaN"
+
+
+def _same_settings(a: dict, b: dict) -> bool:
+    drop = ("run_name", "verbose")
+    norm = lambda d: json.loads(json.dumps({k: v for k, v in d.items() if k not in drop},
+                                           sort_keys=True, default=str))  # noqa: E731
+    return norm(a) == norm(b)
+
+
+def _kept_run(config, prefix: str) -> Path | None:
+    """The newest run in the config's output directory named ``prefix*`` that finished
+    or diverged with the same settings."""
+    wanted = config.to_dict()
+    for run_dir in sorted(Path(config.output_dir).glob(f"{prefix}*"), reverse=True):
+        try:
+            status = artifacts.read_json(run_dir / "metrics.json").get("status", "")
+            saved = artifacts.read_json(run_dir / "config.json")["settings"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if (status == "finished" or status.startswith(DIVERGED_STATUS)) \
+                and _same_settings(saved, wanted):
+            return run_dir
+    return None
+
+
+def diverged(result: dict) -> str | None:
+    """Where an arm's loss diverged (``"loss became NaN at epoch 2, batch 15"``), or None."""
+    return result.get("diverged")
+
+
+def error_text(result: dict, key: str) -> str:
+    """The last epoch's error as a percentage, or that the arm diverged."""
+    return "diverged" if diverged(result) else percent(final(result, key))
 
 
 def error_curves(result: dict) -> dict:

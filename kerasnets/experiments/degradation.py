@@ -7,7 +7,8 @@ with the *lower*. The report compares the last epoch's numbers to say whether th
 held here.
 """
 
-from kerasnets.experiments.common import Arm, error_curves, final, percent, table
+from kerasnets.experiments.common import (Arm, diverged, error_curves, error_text, final,
+                                          percent, table)
 
 NAME = "degradation"
 TITLE = "Degradation: plain vs residual nets, 20 and 56 layers, on Fashion-MNIST"
@@ -32,7 +33,7 @@ def arms():
 
 def report(data):
     by_name = {a["name"]: a for a in data["arms"]}
-    rows = [[a["label"], percent(final(a, "train")), percent(final(a, "test")),
+    rows = [[a["label"], error_text(a, "train"), error_text(a, "test"),
              percent(min(error_curves(a)["test"])), a["metrics"]["epochs_completed"],
              f"{a['metrics']['trainable_params']:,}",
              f"{a['metrics'].get('train_images_per_second') or 0:.0f}"]
@@ -67,6 +68,11 @@ def findings(by_name) -> list[str]:
         if not (shallow and deep):
             lines.append(f"the {label} pair was not run (both 20 and 56 layers are needed)")
             continue
+        if diverged(shallow) or diverged(deep):
+            lines.append(f"the {label} pair cannot be compared: " + "; ".join(
+                f"{a['label']} diverged ({diverged(a)})" for a in (shallow, deep)
+                if diverged(a)))
+            continue
         s, d = final(shallow, "train"), final(deep, "train")
         got = "higher" if d > s else "lower" if d < s else "the same"
         verdict = "as the paper found" if got == expected else \
@@ -74,7 +80,7 @@ def findings(by_name) -> list[str]:
         lines.append(f"the deeper {label} net ends with the {got} training error "
                      f"({percent(d)} at 56 layers vs {percent(s)} at 20): {verdict}")
     plain, residual = by_name.get("plain56"), by_name.get("resnet56")
-    if plain and residual:
+    if plain and residual and not (diverged(plain) or diverged(residual)):
         p, r = final(plain, "train"), final(residual, "train")
         lines.append(f"at 56 layers, the shortcuts alone (same layers, same parameters) "
                      f"take the training error from {percent(p)} (plain) to {percent(r)} "
@@ -83,7 +89,7 @@ def findings(by_name) -> list[str]:
                         "of degradation" if r < p else "no sign here of the easier "
                         "optimisation the paper reports"))
         shallow = [by_name.get(n) for n in ("plain20", "resnet20")]
-        if all(shallow):
+        if all(shallow) and not any(diverged(a) for a in shallow):
             cost_plain = p - final(shallow[0], "train")
             cost_res = r - final(shallow[1], "train")
             lines.append(f"going from 20 to 56 layers costs the plain nets "

@@ -4,7 +4,8 @@ grows as the batch shrinks, GN's does not), with the time per epoch of each on e
 backend.
 """
 
-from kerasnets.experiments.common import Arm, error_curves, final, percent, table
+from kerasnets.experiments.common import (Arm, diverged, error_curves, error_text, final,
+                                          percent, table)
 
 NAME = "normalization"
 TITLE = "Normalization layers at batch 128 and 8: ResNet-20 on Fashion-MNIST"
@@ -48,8 +49,9 @@ def report(data):
     rows = []
     for a in arms_:
         seconds = [r["epoch_seconds"] for r in a["history"]]
-        row = [a["label"], percent(final(a, "train")), percent(final(a, "test")),
-               f"{1 - final(a, 'test'):.4f}", f"{sum(seconds) / len(seconds):.1f}"]
+        row = [a["label"], error_text(a, "train"), error_text(a, "test"),
+               "diverged" if diverged(a) else f"{1 - final(a, 'test'):.4f}",
+               f"{sum(seconds) / len(seconds):.1f}"]
         for backend in backends:
             ips = data["timings"][backend].get(a["name"], {}).get("train_images_per_second")
             row.append("n/a" if not ips else
@@ -81,23 +83,33 @@ def report(data):
 def findings(arms_) -> list[str]:
     """BN's and GN's change in final test error from batch 128 to batch 8."""
     by_name = {a["name"]: a for a in arms_}
+    lines = [f"{a['label']} diverged ({diverged(a)}, at learning rate "
+             f"{a['settings']['lr']:g}): without its normalization layers the network "
+             f"does not train at the rate the others train at" if a["name"].startswith("none")
+             else f"{a['label']} diverged ({diverged(a)})" for a in arms_ if diverged(a)]
     change = {}
     for norm in ("batch", "group"):
         big, small = by_name.get(f"{norm}-b128"), by_name.get(f"{norm}-b8")
-        if big and small:
+        if big and small and not (diverged(big) or diverged(small)):
             change[norm] = (final(big, "test"), final(small, "test"))
     if len(change) < 2:
-        return ["BN and GN were not both run at both batch sizes: nothing to compare"]
-    (bn128, bn8), (gn128, gn8) = change["batch"], change["group"]
-    lines = [f"BN's final test error goes from {percent(bn128)} at batch 128 to "
-             f"{percent(bn8)} at batch 8 ({100 * (bn8 - bn128):+.2f} points); GN's from "
-             f"{percent(gn128)} to {percent(gn8)} ({100 * (gn8 - gn128):+.2f} points)"]
-    worse = (bn8 - bn128) > (gn8 - gn128)
-    lines.append("BN loses more than GN at the small batch, as the paper found" if worse
-                 else "BN does not lose more than GN at the small batch here, unlike the "
-                      "paper's finding")
-    best = min(arms_, key=lambda a: final(a, "test"))
-    lines.append(f"lowest final test error: {best['label']} ({percent(final(best, 'test'))})")
+        lines.append("BN and GN were not both trained to the end at both batch sizes: "
+                     "nothing to compare")
+    else:
+        (bn128, bn8), (gn128, gn8) = change["batch"], change["group"]
+        lines.append(f"BN's final test error goes from {percent(bn128)} at batch 128 to "
+                     f"{percent(bn8)} at batch 8 ({100 * (bn8 - bn128):+.2f} points); GN's "
+                     f"from {percent(gn128)} to {percent(gn8)} "
+                     f"({100 * (gn8 - gn128):+.2f} points)")
+        worse = (bn8 - bn128) > (gn8 - gn128)
+        lines.append("BN loses more than GN at the small batch, as the paper found" if worse
+                     else "BN does not lose more than GN at the small batch here, unlike "
+                          "the paper's finding")
+    trained = [a for a in arms_ if not diverged(a)]
+    if trained:
+        best = min(trained, key=lambda a: final(a, "test"))
+        lines.append(f"lowest final test error: {best['label']} "
+                     f"({percent(final(best, 'test'))})")
     return lines
 
 

@@ -9,6 +9,18 @@ class TrainingInterrupted(TrainingError):
     """Ctrl-C / SIGTERM: the run directory holds what was trained."""
 
 
+class LossDiverged(TrainingError):
+    """The training loss became NaN or infinite; the run directory keeps the last good
+    state and ``metrics.json`` (status ``failed: loss became NaN ...``); ``run_dir`` is it."""
+
+    def __init__(self, message, run_dir=None):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+    def __str__(self):
+        return str(self.args[0])
+
+
 class SettingError(TrainingError, ValueError):
     """A setting has a value it cannot take (from the command line, config.json or Python)."""
 

@@ -33,8 +33,8 @@ from kerasnets.training.callbacks import (BestCheckpoint, EpochBackup, GracefulS
                                           parse_backup_every, parse_time_limit)
 from kerasnets.training.compile import dtype_policy, effective_lr, main_results, metric_key
 from kerasnets.training.config import TrainConfig
-from kerasnets.training.errors import (OutputError, TrainingError, TrainingInterrupted,
-                                       storage_problem)
+from kerasnets.training.errors import (LossDiverged, OutputError, TrainingError,
+                                       TrainingInterrupted, storage_problem)
 from kerasnets.training.finetune import FineTuning
 from kerasnets.training.phases import phase_ranges
 from kerasnets.training.prepare import Prepared, prepare
@@ -209,10 +209,11 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
         epoch, batch = nan_guard.where
         metrics["status"] = f"failed: loss became NaN at epoch {epoch}, batch {batch}"
         artifacts.write_json(run.path / "metrics.json", metrics)
-        raise TrainingError(
+        raise LossDiverged(
             f"The training loss became NaN at epoch {epoch}, batch {batch}; training stopped. "
             f"The last good state is kept: {run.path / 'best.keras'} (best epoch) and "
-            f"{run.backup} (last completed epoch). Try a lower --lr or --clip-norm 1.0.")
+            f"{run.backup} (last completed epoch). Try a lower --lr or --clip-norm 1.0.",
+            run_dir=str(run.path))
     return _finish(fit, run, model, metrics, backup, stop, common, restore=trained)
 
 
