@@ -169,7 +169,8 @@ def test_a_diverged_arm_is_a_result_and_finished_arms_are_reused(tmp_path):
 
 def test_normalization_findings_name_a_diverged_arm():
     def arm(name, test_errors, diverged=None):
-        result = {"name": name, "label": name, "settings": {"lr": 0.1}, "history": [
+        settings = {"lr": 0.1, "train_subset": 5000, "batch_size": int(name.split("-b")[1])}
+        result = {"name": name, "label": name, "settings": settings, "history": [
             {"epoch": i + 1, "accuracy": 1 - e, "val_accuracy": 1 - e}
             for i, e in enumerate(test_errors)]}
         return {**result, "diverged": diverged} if diverged else result
@@ -183,7 +184,10 @@ def test_normalization_findings_name_a_diverged_arm():
                                "at learning rate 0.1)")
     assert "BN's final test error goes from 10.00% at batch 128 to 20.00% at batch 8" in lines[1]
     assert lines[2] == "BN loses more than GN at the small batch, as the paper found"
-    assert lines[3] == "lowest final test error: batch-b128 (10.00%)"  # not the diverged one
+    assert lines[3].startswith("in the same epochs, batch 8 makes 16x the optimizer steps "
+                               "of batch 128 (1,250 vs 80); with that, batch 8 ended with "
+                               "the lower test error for 0 of 2 layers (none)")
+    assert lines[4] == "lowest final test error: batch-b128 (10.00%)"  # not the diverged one
 
 
 def test_bad_experiment_input_is_one_clear_line(tmp_path, capsys):

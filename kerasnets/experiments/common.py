@@ -198,6 +198,6 @@ def write_report(report_dir, name: str, data: dict, body: str, panels, title):
 
 
 def describe_settings(settings: dict) -> str:
-    """The experiment's settings, one per line (they are what a reader must know to
-    judge the reproduction)."""
-    return "\n".join(f"- `{k}`: {json.dumps(v)}" for k, v in settings.items())
+    """The experiment's settings, one per line in name order (the order the JSON keeps;
+    they are what a reader must know to judge the reproduction)."""
+    return "\n".join(f"- `{k}`: {json.dumps(v)}" for k, v in sorted(settings.items()))
