@@ -107,6 +107,15 @@ def test_normalization_quick_times_each_arm(tmp_path):
     for arm in data["arms"]:
         assert data["timings"][backend][arm["name"]]["train_images_per_second"] > 0
         assert arm["settings"]["model_options"]["norm"] == arm["name"].split("-")[0]
+    assert "(batch 8: 1 timed steps after 1 warm-up steps)" in text  # as recorded
+
+
+def test_normalization_times_a_small_batch_over_as_many_images():
+    from kerasnets.experiments import normalization
+
+    assert normalization.timing_steps(normalization.TIMING, 128) == normalization.TIMING
+    assert normalization.timing_steps({"steps": 10, "warmup": 3}, 8) == \
+        {"steps": 160, "warmup": 48}
 
 
 @ONCE

@@ -79,9 +79,7 @@ def report(data):
         "", "## Settings", "", _settings(data), "",
         "Per-backend speed: training images/s of `model.fit` on random batches of the "
         "arm's size, each backend in its own process"
-        + (f" ({data['timing_steps']['steps']} timed steps after "
-           f"{data['timing_steps']['warmup']} warm-up steps at batch {TIMING_BATCH}, and "
-           f"as many images at a smaller batch)" if "timing_steps" in data else "")
+        + _timing_text(data)
         + "; s/epoch is the training subset divided by it (validation not included).",
         "", "## Results", "", table(header, rows), "",
         "## Did the paper's finding hold?", "", *[f"- {x}" for x in findings(arms_)]]
@@ -134,6 +132,24 @@ def findings(arms_) -> list[str]:
         lines.append(f"lowest final test error: {best['label']} "
                      f"({percent(final(best, 'test'))})")
     return lines
+
+
+def _timing_text(data) -> str:
+    """How many steps each arm was timed over, as the timing results record it (runs
+    before 2026-11-24 05:30 recorded only the experiment's TIMING)."""
+    per_batch = {}
+    for results in data.get("timings", {}).values():
+        for a in data["arms"]:
+            r = results.get(a["name"], {})
+            if "steps" in r:
+                per_batch[a["settings"]["batch_size"]] = (r["steps"], r["warmup"])
+    if per_batch:
+        return " (" + "; ".join(f"batch {b}: {s} timed steps after {w} warm-up steps"
+                                for b, (s, w) in sorted(per_batch.items(), reverse=True)) + ")"
+    if "timing_steps" in data:
+        return (f" ({data['timing_steps']['steps']} timed steps after "
+                f"{data['timing_steps']['warmup']} warm-up steps, at every batch size)")
+    return ""
 
 
 def _optimizer_steps(arm) -> int:

@@ -60,7 +60,8 @@ def main(argv=None):
             result = run_keras(dict(one))
         except Exception as error:  # one model failing must not lose the others' figures
             result = {"error": f"{type(error).__name__}: {error}"[:500]}
-        print("RESULT " + json.dumps({"key": one["key"], **{
+        print("RESULT " + json.dumps({"key": one["key"], "steps": one["steps"],
+                                      "warmup": one["warmup"], **{
             k: v for k, v in result.items() if k in (
                 "train_images_per_second", "first_step_seconds", "backend", "error")}}),
             flush=True)
