@@ -11,6 +11,7 @@ settings of the full run, in one place), ``arms()`` and ``report(data)``; option
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import keras
 
@@ -87,8 +88,6 @@ def rewrite_report(name: str, report_dir="docs/experiments"):
     """Write ``NAME.md`` and ``NAME.png`` again from the ``NAME.json`` an earlier run
     wrote (after a change to how the report reads, without training again); the
     report still names the command and date of the run that produced the data."""
-    from pathlib import Path
-
     module = experiment(name)
     path = Path(report_dir) / f"{name}.json"
     if not path.is_file():

@@ -26,8 +26,6 @@ TIMING = dict(steps=10, warmup=3)
 QUICK_TIMING = dict(steps=1, warmup=1)
 
 
-
-
 def arms():
     return [Arm(f"c{c}", f"cardinality {c}", {"model_options": {"cardinality": c}})
             for c in CARDINALITIES]

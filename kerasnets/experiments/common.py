@@ -82,19 +82,25 @@ def _arm_record(arm, config, run_dir: Path) -> dict:
     record = {"name": arm.name, "label": arm.label, "run_dir": str(run_dir),
               "settings": config.to_dict(), "metrics": {**metrics, "run_dir": str(run_dir)},
               "history": artifacts.read_history_csv(run_dir / "history.csv")}
-    if metrics.get("status", "").startswith(DIVERGED_STATUS):
+    if _diverged_status(metrics.get("status", "")):
         record["diverged"] = metrics["status"][len("failed: "):]
     return record
 
 
-DIVERGED_STATUS = "failed: loss became NaN"
+def _diverged_status(status: str) -> bool:
+    from kerasnets.training.errors import LossDiverged
+
+    return status.startswith(LossDiverged.STATUS)
 
 
 def _same_settings(a: dict, b: dict) -> bool:
-    drop = ("run_name", "verbose")
-    norm = lambda d: json.loads(json.dumps({k: v for k, v in d.items() if k not in drop},
-                                           sort_keys=True, default=str))  # noqa: E731
-    return norm(a) == norm(b)
+    """Equal as config.json stores them (tuples read back as lists), the run's name and
+    verbosity aside."""
+    def as_stored(settings):
+        kept = {k: v for k, v in settings.items() if k not in ("run_name", "verbose")}
+        return json.loads(json.dumps(kept, default=str))
+
+    return as_stored(a) == as_stored(b)
 
 
 def _kept_run(config, prefix: str) -> Path | None:
@@ -107,7 +113,7 @@ def _kept_run(config, prefix: str) -> Path | None:
             saved = artifacts.read_json(run_dir / "config.json")["settings"]
         except (OSError, ValueError, KeyError):
             continue
-        if (status == "finished" or status.startswith(DIVERGED_STATUS)) \
+        if (status == "finished" or _diverged_status(status)) \
                 and _same_settings(saved, wanted):
             return run_dir
     return None

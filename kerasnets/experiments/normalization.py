@@ -4,6 +4,8 @@ grows as the batch shrinks, GN's does not), with the time per epoch of each on e
 backend.
 """
 
+import math
+
 from kerasnets.experiments.common import (Arm, diverged, error_curves, error_text, final,
                                           percent, table)
 
@@ -31,8 +33,6 @@ def timing_steps(steps: dict, batch_size: int) -> dict:
     """``steps`` (at TIMING_BATCH) for ``batch_size``: the same number of images."""
     scale = max(1, TIMING_BATCH // batch_size)
     return {k: v * scale for k, v in steps.items()}
-
-
 
 
 def arms():
@@ -135,8 +135,8 @@ def findings(arms_) -> list[str]:
 
 
 def _timing_text(data) -> str:
-    """How many steps each arm was timed over, as the timing results record it (runs
-    before 2026-11-24 05:30 recorded only the experiment's TIMING)."""
+    """How many steps each arm was timed over, as the timing results record it (older
+    results lack ``steps``: then the data's ``timing_steps``, the same for every arm)."""
     per_batch = {}
     for results in data.get("timings", {}).values():
         for a in data["arms"]:
@@ -154,8 +154,6 @@ def _timing_text(data) -> str:
 
 def _optimizer_steps(arm) -> int:
     """Optimizer steps the arm took: its epochs x the batches in its training subset."""
-    import math
-
     settings = arm["settings"]
     per_epoch = settings.get("steps_per_epoch") or math.ceil(
         settings["train_subset"] / settings["batch_size"])

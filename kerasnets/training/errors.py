@@ -10,15 +10,14 @@ class TrainingInterrupted(TrainingError):
 
 
 class LossDiverged(TrainingError):
-    """The training loss became NaN or infinite; the run directory keeps the last good
-    state and ``metrics.json`` (status ``failed: loss became NaN ...``); ``run_dir`` is it."""
+    """The training loss became NaN or infinite; the run directory (``run_dir``) keeps the
+    last good state, and its ``metrics.json`` status begins with ``STATUS``."""
+
+    STATUS = "failed: loss became NaN"
 
     def __init__(self, message, run_dir=None):
         super().__init__(message)
         self.run_dir = run_dir
-
-    def __str__(self):
-        return str(self.args[0])
 
 
 class SettingError(TrainingError, ValueError):

@@ -207,7 +207,7 @@ def _fit(fit: Fit, run: RunDir, stop: GracefulStop, extra_callbacks) -> dict:
     metrics = _metrics(fit, run, model, recorder, best, throughput, limit)
     if nan_guard.where:
         epoch, batch = nan_guard.where
-        metrics["status"] = f"failed: loss became NaN at epoch {epoch}, batch {batch}"
+        metrics["status"] = f"{LossDiverged.STATUS} at epoch {epoch}, batch {batch}"
         artifacts.write_json(run.path / "metrics.json", metrics)
         raise LossDiverged(
             f"The training loss became NaN at epoch {epoch}, batch {batch}; training stopped. "
