@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import kerasnets
-from kerasnets.experiments import EXPERIMENTS, common, degradation, select
+from kerasnets.experiments import EXPERIMENTS, common, degradation, planned, select
 from kerasnets.experiments.cli import main as experiment_main
 from kerasnets.training import TrainingError, resolve_config
 from kerasnets.training.cli import main as train_main
@@ -174,6 +174,39 @@ def test_a_diverged_arm_is_a_result_and_finished_arms_are_reused(tmp_path):
     assert "reused" not in other and Path(other["run_dir"]).name == "ok-e-3"
     assert common.train_arm(arm, _lenet_arm_settings(tmp_path, lr=1e9, run_name="blowup-e-2"),
                             reuse_prefix="blowup-e-")["reused"]  # a divergence is a result too
+
+
+def test_a_plan_is_kept_and_reused_only_for_the_same_settings(tmp_path):
+    """budget plans each arm's epochs from a speed probe; --reuse-runs must keep that
+    plan (a new probe plans other epochs, and the finished runs would not match)."""
+    calls = []
+
+    class Planned:
+        NAME = "fake"
+
+        @staticmethod
+        def plan(arms, settings, quick, backend, time_models):
+            calls.append([a.name for a in arms])
+            for a in arms:
+                settings[a.name]["epochs"] = 10 + len(calls)
+            return {a.name: {"probe": len(calls)} for a in arms}
+
+    arms = [common.Arm("a", "A"), common.Arm("b", "B")]
+
+    def plan(reuse, lr_b=0.1):
+        settings = {a.name: {"model": "lenet5", "lr": lr_b if a.name == "b" else 0.1,
+                             "run_name": f"{a.name}-{len(calls)}"} for a in arms}
+        measured = planned(Planned, arms, settings, quick=False, backend="torch",
+                           output_dir=tmp_path / "runs", reuse=reuse)
+        return {a: s["epochs"] for a, s in settings.items()}, measured
+
+    assert plan(reuse=True) == ({"a": 11, "b": 11}, {"a": {"probe": 1}, "b": {"probe": 1}})
+    assert (tmp_path / "runs" / "fake-plan.json").is_file()
+    assert plan(reuse=True) == ({"a": 11, "b": 11}, {"a": {"probe": 1}, "b": {"probe": 1}})
+    assert calls == [["a", "b"]]  # the run name differs; the settings do not
+    assert plan(reuse=True, lr_b=0.2)[0] == {"a": 11, "b": 12}  # b's settings changed
+    assert calls[-1] == ["b"]
+    assert plan(reuse=False)[0] == {"a": 13, "b": 13}  # without reuse: measured again
 
 
 def test_normalization_findings_name_a_diverged_arm():

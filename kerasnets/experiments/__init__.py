@@ -55,7 +55,8 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
             current one); ``()`` for none.
         command: the command line, for the report (default: rebuilt from the arguments).
         reuse_runs: read back an arm's finished (or diverged) run of the same settings
-            from an earlier invocation (e.g. one interrupted) instead of training it.
+            from an earlier invocation (e.g. one interrupted) instead of training it,
+            and keep the plan (``planned``) that invocation made for the arm.
     """
     module = experiment(name)
     chosen = select(module, arms)
@@ -70,7 +71,8 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
             "command": command or common.command(name, quick, backend),
             "settings": common.shown_settings(module.SETTINGS, quick)}
     if hasattr(module, "plan"):
-        data["plan"] = module.plan(chosen, settings, quick, backend, time_models)
+        data["plan"] = planned(module, chosen, settings, quick=quick, backend=backend,
+                               output_dir=output_dir, reuse=reuse_runs)
     data["arms"] = [common.train_arm(a, settings[a.name],
                                      reuse_prefix=f"{a.name}-{name}-" if reuse_runs else None)
                     for a in chosen]
@@ -82,6 +84,40 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
                                       timing_backends) if timing_backends else {}
     body, panels = module.report(data)
     return common.write_report(report_dir, name, data, body, panels, module.TITLE)
+
+
+def planned(module, arms, settings, *, quick, backend, output_dir, reuse):
+    """``module.plan``'s measurements per arm, its settings merged into ``settings``.
+
+    Each arm's plan is kept in ``OUTPUT_DIR/NAME-plan.json``. With ``reuse``, an arm
+    planned there from the same settings keeps that plan instead of being measured
+    again: a new measurement would plan other epochs, and the arm's finished run (of
+    the old plan) would not be found to reuse."""
+    if quick:  # nothing measured: nothing to keep
+        return module.plan(arms, settings, quick, backend, time_models)
+    path = Path(output_dir) / f"{module.NAME}-plan.json"
+    kept = artifacts.read_json(path) if path.is_file() else {}
+    measured, fresh = {}, []
+    for a in arms:
+        entry = kept.get(a.name) if reuse else None
+        if entry and common.same_settings(entry["before"], settings[a.name]):
+            settings[a.name].update(entry["planned"])
+            measured[a.name] = entry["measured"]
+        else:
+            fresh.append(a)
+    if not fresh:
+        return measured
+    before = {a.name: dict(settings[a.name]) for a in fresh}
+    new = module.plan(fresh, settings, quick, backend, time_models)
+    for a in fresh:
+        changed = {k: v for k, v in settings[a.name].items()
+                   if k not in before[a.name] or before[a.name][k] != v}
+        measured[a.name] = new.get(a.name)
+        kept[a.name] = {"before": before[a.name], "planned": changed,
+                        "measured": measured[a.name]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_json(path, kept)
+    return {a.name: measured[a.name] for a in arms}
 
 
 def rewrite_report(name: str, report_dir="docs/experiments"):

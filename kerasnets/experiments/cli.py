@@ -28,7 +28,8 @@ def build_parser(prog="experiment.py"):
     parser.add_argument("--reuse-runs", action="store_true",
                         help="read back each arm's finished run of the same settings from "
                              "an earlier (e.g. interrupted) invocation in OUTPUT_DIR instead "
-                             "of training it again")
+                             "of training it again (budget: and keep the epochs it "
+                             "planned for them)")
     parser.add_argument("--output-dir", default="saved_models", metavar="DIR",
                         help="where the runs are kept")
     parser.add_argument("--report-dir", default="docs/experiments", metavar="DIR",

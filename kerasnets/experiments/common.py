@@ -93,7 +93,7 @@ def _diverged_status(status: str) -> bool:
     return status.startswith(LossDiverged.STATUS)
 
 
-def _same_settings(a: dict, b: dict) -> bool:
+def same_settings(a: dict, b: dict) -> bool:
     """Equal as config.json stores them (tuples read back as lists), the run's name and
     verbosity aside."""
     def as_stored(settings):
@@ -114,7 +114,7 @@ def _kept_run(config, prefix: str) -> Path | None:
         except (OSError, ValueError, KeyError):
             continue
         if (status == "finished" or _diverged_status(status)) \
-                and _same_settings(saved, wanted):
+                and same_settings(saved, wanted):
             return run_dir
     return None
 
