@@ -176,7 +176,7 @@ def test_a_diverged_arm_is_a_result_and_finished_arms_are_reused(tmp_path):
                             reuse_prefix="blowup-e-")["reused"]  # a divergence is a result too
 
 
-def test_a_plan_is_kept_and_reused_only_for_the_same_settings(tmp_path):
+def test_a_plan_is_kept_and_reused_only_for_the_same_settings(tmp_path, monkeypatch):
     """budget plans each arm's epochs from a speed probe; --reuse-runs must keep that
     plan (a new probe plans other epochs, and the finished runs would not match)."""
     calls = []
@@ -207,6 +207,36 @@ def test_a_plan_is_kept_and_reused_only_for_the_same_settings(tmp_path):
     assert plan(reuse=True, lr_b=0.2)[0] == {"a": 11, "b": 12}  # b's settings changed
     assert calls[-1] == ["b"]
     assert plan(reuse=False)[0] == {"a": 13, "b": 13}  # without reuse: measured again
+    from kerasnets.training import artifacts
+    monkeypatch.setattr(artifacts, "cpu_model", lambda: {"cpu_model": "another CPU"})
+    assert plan(reuse=True)[0] == {"a": 14, "b": 14}  # a speed measured on another CPU
+
+
+def test_the_cpu_is_recorded_from_cpuinfo(tmp_path):
+    from kerasnets.training.artifacts import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 fma "
+                    "avx512f avx512_vnni\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n")
+    assert cpu_model(info) == {"cpu_model": "AMD EPYC",
+                               "cpu_features": ["avx2", "fma", "avx512f", "avx512_vnni"]}
+    assert cpu_model(tmp_path / "none") == {}
+
+
+def test_cardinality_says_when_its_spread_is_noise():
+    from kerasnets.experiments import cardinality
+
+    def arms(*accuracies):
+        return [{"name": f"c{i}", "label": f"c{i}", "history": [
+            {"epoch": 1, "accuracy": a, "val_accuracy": a}]} for i, a in enumerate(accuracies)]
+
+    data = {"settings": {"test_subset": 2000}}
+    line = cardinality.noise(data, arms(0.836, 0.8525, 0.84))
+    assert line.startswith("the test accuracies span 1.65 points; with one run per arm on "
+                           "2,000 test images, a difference of two accuracies has a standard "
+                           "error of about 1.15 points")
+    assert line.endswith("within that noise: this run cannot rank the cardinalities")
+    assert cardinality.noise(data, arms(0.80, 0.85)).endswith("wider than that noise")
 
 
 def test_normalization_findings_name_a_diverged_arm():

@@ -69,6 +69,7 @@ def run_experiment(name: str, *, quick=False, output_dir="saved_models",
     data = {"experiment": name, "quick": quick, "backend": backend,
             "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": command or common.command(name, quick, backend),
+            "machine": artifacts.cpu_model(),
             "settings": common.shown_settings(module.SETTINGS, quick)}
     if hasattr(module, "plan"):
         data["plan"] = planned(module, chosen, settings, quick=quick, backend=backend,
@@ -97,10 +98,11 @@ def planned(module, arms, settings, *, quick, backend, output_dir, reuse):
         return module.plan(arms, settings, quick, backend, time_models)
     path = Path(output_dir) / f"{module.NAME}-plan.json"
     kept = artifacts.read_json(path) if path.is_file() else {}
-    measured, fresh = {}, []
+    measured, fresh, cpu = {}, [], artifacts.cpu_model()
     for a in arms:
         entry = kept.get(a.name) if reuse else None
-        if entry and common.same_settings(entry["before"], settings[a.name]):
+        if entry and common.same_settings(entry["before"], settings[a.name]) \
+                and entry.get("cpu") == cpu:  # a plan measured on another CPU is not this one's
             settings[a.name].update(entry["planned"])
             measured[a.name] = entry["measured"]
         else:
@@ -114,7 +116,7 @@ def planned(module, arms, settings, *, quick, backend, output_dir, reuse):
                    if k not in before[a.name] or before[a.name][k] != v}
         measured[a.name] = new.get(a.name)
         kept[a.name] = {"before": before[a.name], "planned": changed,
-                        "measured": measured[a.name]}
+                        "measured": measured[a.name], "cpu": cpu}
     path.parent.mkdir(parents=True, exist_ok=True)
     artifacts.write_json(path, kept)
     return {a.name: measured[a.name] for a in arms}

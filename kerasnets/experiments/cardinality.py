@@ -5,6 +5,8 @@ each on each backend: grouped convolutions cost very differently on TensorFlow, 
 PyTorch, so "free" cardinality is not free everywhere.
 """
 
+import math
+
 from kerasnets.experiments.common import Arm, diverged, error_curves, error_text, final, table
 
 NAME = "cardinality"
@@ -22,6 +24,7 @@ SETTINGS = dict(
     warmup_epochs=1, label_smoothing=0.0, crop_padding=0,
     flip=False,
 )
+TEST_IMAGES = 10_000  # Fashion-MNIST's test split, when no test_subset is set
 TIMING = dict(steps=10, warmup=3)
 QUICK_TIMING = dict(steps=1, warmup=1)
 
@@ -83,12 +86,28 @@ def findings(data) -> list[str]:
         best = max(arms_, key=lambda x: 1 - final(x, "test"))
         lines.append(f"best final test accuracy: {best['label']} "
                      f"({1 - final(best, 'test'):.4f})")
+        lines.append(noise(data, arms_))
         for backend in sorted(data.get("timings", {})):
             s1, s2 = (speeds(data, x["name"])[backend] for x in (first, last))
             if s1 and s2:
                 lines.append(f"{backend}: {last['label']} trains at {s2:.0f} images/s, "
                              f"{s2 / s1:.2f}x the speed of {first['label']} ({s1:.0f})")
     return lines or ["fewer than two cardinalities were run: nothing to compare"]
+
+
+def noise(data, arms_) -> str:
+    """Whether the accuracies differ by more than one run per arm can tell apart: the
+    binomial standard error of a difference of two test accuracies on ``n`` images."""
+    accuracies = [1 - final(a, "test") for a in arms_]
+    n = data["settings"].get("test_subset") or TEST_IMAGES
+    mean = sum(accuracies) / len(accuracies)
+    se = math.sqrt(2 * mean * (1 - mean) / n)
+    spread = max(accuracies) - min(accuracies)
+    verdict = ("within that noise: this run cannot rank the cardinalities" if spread < 2 * se
+               else "wider than that noise")
+    return (f"the test accuracies span {100 * spread:.2f} points; with one run per arm "
+            f"on {n:,} test images, a difference of two accuracies has a standard error "
+            f"of about {100 * se:.2f} points (binomial), so the spread is {verdict}")
 
 
 def _settings(data):

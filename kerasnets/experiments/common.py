@@ -193,8 +193,11 @@ def write_report(report_dir, name: str, data: dict, body: str, panels, title):
     figure(report_dir / f"{name}.png", panels, title)
     quick = ("**This is a `--quick` run** (a few steps per arm, to test the pipeline): "
              "its numbers say nothing about the question.\n\n" if data["quick"] else "")
+    machine = data.get("machine") or {}
+    cpu = (f", {machine['cpu_model']} with {', '.join(machine['cpu_features']) or 'no AVX'}"
+           if machine.get("cpu_model") else "")
     header = (f"# {title}\n\n{quick}Produced by `{data['command']}` on "
-              f"{data['created']} ({data['backend']} backend); every number below is "
+              f"{data['created']} ({data['backend']} backend{cpu}); every number below is "
               f"read from `{name}.json`, written by the same run, and each arm's run is "
               f"kept in its own directory (listed at the end).\n\n")
     runs = "\n".join(f"- {r['label']}: {r['run_dir']}" for r in data["arms"])

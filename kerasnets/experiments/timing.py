@@ -55,7 +55,16 @@ def time_models(specs, backends, timeout=3600, log=_say) -> dict:
 def main(argv=None):
     from kerasnets.benchmarks.workloads import run_keras
 
-    for one in json.loads((argv or sys.argv[1:])[0]):
+    specs = json.loads((argv or sys.argv[1:])[0])
+    if specs:
+        # Not timed: on TensorFlow the first model trained in a process ran at half its
+        # speed all through its timed steps (resnext_cifar c1 on a 2-core EPYC: 72, then
+        # 158 and 165 images/s in the same process), whatever the warm-up steps.
+        try:
+            run_keras({**specs[0], "steps": 3, "warmup": 3})
+        except Exception:  # reported by its own timing below
+            pass
+    for one in specs:
         try:
             result = run_keras(dict(one))
         except Exception as error:  # one model failing must not lose the others' figures
