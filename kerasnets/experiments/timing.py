@@ -57,9 +57,12 @@ def main(argv=None):
 
     specs = json.loads((argv or sys.argv[1:])[0])
     if specs:
-        # Not timed: on TensorFlow the first model trained in a process ran at half its
-        # speed all through its timed steps (resnext_cifar c1 on a 2-core EPYC: 72, then
-        # 158 and 165 images/s in the same process), whatever the warm-up steps.
+        # Not timed: a process' one-off costs. On TensorFlow on a 2-core EPYC the same
+        # model timed in one process ran 72, 158, 165 images/s (resnext_cifar c1) and
+        # with this warm-up still 72, 72, 144; with glibc's huge-page malloc
+        # (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) 146-156 from the first: the variation
+        # is in how its memory is paged, not in warming up; not set here (users' runs
+        # do not have it), so the README reads TF's timings there as a range.
         try:
             run_keras({**specs[0], "steps": 3, "warmup": 3})
         except Exception:  # reported by its own timing below
