@@ -175,3 +175,44 @@ def _kernel_gradient(layer, x, w):
     out = layer(torch.tensor(x))
     (out * torch.tensor(w)).mean().backward()
     return layer.kernel.value.grad.numpy()[0, 0].astype("float64")
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 5, 5, 6), -1), ((4, 6, 5, 5), 1), ((8, 6), -1)])
+def test_batch_norm_equals_keras_outputs_statistics_and_gradients(shape, axis):
+    """kerasnets' BatchNormalization (one fused kernel on torch's CPU) gives Keras'
+    outputs in both modes, the same moving statistics after training-mode calls, and
+    the same gradients."""
+    from kerasnets.layers import BatchNormalization
+    from tests.helpers import gradients
+
+    x = (np.random.rand(*shape) * 3 + 1).astype("float32")
+    models = []
+    for layer in (BatchNormalization, keras.layers.BatchNormalization):
+        inputs = keras.Input(shape[1:])
+        out = layer(axis=axis, momentum=0.9, epsilon=1e-5)(inputs)
+        models.append(keras.Model(inputs, keras.layers.Flatten()(out)))
+    ours, reference = models
+    reference.set_weights(ours.get_weights())
+    for training in (True, True, False):
+        np.testing.assert_allclose(to_numpy(ours(x, training=training)),
+                                   to_numpy(reference(x, training=training)),
+                                   rtol=1e-5, atol=2e-5)
+    for a, b in zip(ours.weights, reference.weights):  # moving mean and variance
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), rtol=1e-5, atol=1e-6)
+    for training in (True, False):
+        for a, b in zip(gradients(ours, x, training=training),
+                        gradients(reference, x, training=training)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+def test_fused_batch_norm_runs_on_torchs_cpu_only(monkeypatch, cpu):
+    from kerasnets.backends import devices, kernels
+    from kerasnets.layers import BatchNormalization
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    layer = BatchNormalization()
+    x = np.random.rand(2, 3, 3, 4).astype("float32")
+    layer.build(x.shape)
+    fused = kernels.batch_norm(layer, keras.ops.convert_to_tensor(x), training=True)
+    assert (fused is not None) == (cpu and keras.backend.backend() == "torch")

