@@ -177,6 +177,27 @@ def _kernel_gradient(layer, x, w):
     return layer.kernel.value.grad.numpy()[0, 0].astype("float64")
 
 
+@pytest.mark.parametrize("size,stride,padding", [(9, 1, "same"), (8, 2, "same"),
+                                                 (9, 2, "valid")])
+def test_group_and_depthwise_rewrites_equal_keras_gradients(size, stride, padding):
+    """The grouped and depthwise forms (per-group split on TF and JAX, shifted multiply-adds
+    on JAX) give Keras' outputs and gradients, the odd "same" pixel included."""
+    x = np.random.rand(2, size, size, 8).astype("float32")
+    pairs = [(GroupConv2D(12, 3, strides=stride, groups=4, padding=padding),
+              keras.layers.Conv2D(12, 3, strides=stride, groups=4, padding=padding)),
+             (DepthwiseConv2D(3, strides=stride, depth_multiplier=2, padding=padding),
+              keras.layers.DepthwiseConv2D(3, strides=stride, depth_multiplier=2,
+                                           padding=padding))]
+    for ours, reference in pairs:
+        ours.build(x.shape), reference.build(x.shape)
+        reference.set_weights(ours.get_weights())
+        (y, g), (y_ref, g_ref) = (_outputs_and_gradients(ours, x),
+                                  _outputs_and_gradients(reference, x))
+        np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+        for a, b in zip(g, g_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("shape,axis", [((4, 5, 5, 6), -1), ((4, 6, 5, 5), 1), ((8, 6), -1)])
 def test_batch_norm_equals_keras_outputs_statistics_and_gradients(shape, axis):
     """kerasnets' BatchNormalization (one fused kernel on torch's CPU) gives Keras'

@@ -17,6 +17,7 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
 strided 1x1 convolution    torch       strided slice + 1x1 stride-1 convolution
+BatchNormalization         torch       one fused ``batch_norm`` (``batch_norm`` below)
 NCHW conv and pooling      TF          in NHWC between two transposes
 =========================  ==========  ===========================================
 
