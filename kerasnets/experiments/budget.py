@@ -1,6 +1,8 @@
 """``budget``: the seeds' families, each trained on Fashion-MNIST for the same wall-clock
-budget (15 minutes) on one backend (run it on the fastest: TensorFlow on this CPU), at
-the smallest input each accepts: which classic network is best per CPU-minute.
+budget (15 minutes) on one backend, at the smallest input each accepts: which classic
+network is best per CPU-minute. Run it on your CPU's fastest backend, all arms on one
+machine: on AVX-512 cores TensorFlow trained ResNet-18 fastest, on an AMD EPYC without
+AVX-512 the torch backend did, 1.5-2.5x ahead (docs/benchmarks.md, 2026-11-24).
 
 The recipe rule is ``RECIPE_RULE`` below (no search was run; one rule for all,
 stated in the report).
