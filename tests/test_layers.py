@@ -226,6 +226,17 @@ def test_batch_norm_equals_keras_outputs_statistics_and_gradients(shape, axis):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_with_one_value_per_channel_trains_as_keras():
+    """torch's fused kernel refuses one value per channel in training (a batch of one
+    1x1 map); Keras normalises it to beta, and so must kerasnets' layer."""
+    from kerasnets.layers import BatchNormalization
+
+    x = np.random.rand(1, 1, 1, 6).astype("float32")
+    ours, reference = BatchNormalization(), keras.layers.BatchNormalization()
+    np.testing.assert_allclose(to_numpy(ours(x, training=True)),
+                               to_numpy(reference(x, training=True)), atol=1e-6)
+
+
 @pytest.mark.parametrize("cpu", [True, False])
 def test_fused_batch_norm_runs_on_torchs_cpu_only(monkeypatch, cpu):
     from kerasnets.backends import devices, kernels

@@ -257,7 +257,8 @@ def batch_norm(layer, inputs, training: bool):
     """``layer`` (a ``keras.layers.BatchNormalization``) on ``inputs`` as one fused
     kernel, updating its moving statistics as Keras does; None where Keras' own
     computation is to run (not torch's CPU; a mask, renorm or synchronisation;
-    float16/bfloat16 inputs, which Keras computes in float32; symbolic shapes).
+    float16/bfloat16 inputs, which Keras computes in float32; symbolic shapes; one
+    value per channel in training, which torch's kernel refuses).
 
     On torch Keras computes the moments and normalises with separate ops, each a pass
     over the feature map forward and backward; ``torch.nn.functional.batch_norm`` is
@@ -272,23 +273,25 @@ def batch_norm(layer, inputs, training: bool):
     import torch.nn.functional as F
 
     x = ops.convert_to_tensor(inputs)
-    channels_last = x.ndim == 4 and layer.axis in (3, -1)
-    if x.device.type != "cpu" or not (channels_last or (x.ndim in (2, 4) and layer.axis == 1)
-            or (x.ndim == 2 and layer.axis == -1)) \
+    axis = layer.axis % x.ndim
+    if x.device.type != "cpu" or x.ndim not in (2, 4) or axis not in (1, x.ndim - 1) \
             or x.dtype not in (torch.float32, torch.float64) or layer.renorm \
             or layer.synchronized:
         return None
+    channels = x.shape[axis]
+    n = x.numel() // channels  # values per channel
+    if training and n < 2:  # torch refuses; Keras normalises to beta (variance 0)
+        return None
+    channels_last = x.ndim == 4 and axis == 3
     nchw = x.permute(0, 3, 1, 2) if channels_last else x  # channels_last memory: no copy
     gamma = layer.gamma.value.to(x.dtype) if layer.scale else None
     beta = layer.beta.value.to(x.dtype) if layer.center else None
     if training:
-        channels = x.shape[-1] if channels_last else x.shape[1]
         mean = torch.zeros(channels, dtype=x.dtype)
         unbiased = torch.ones(channels, dtype=x.dtype)
         out = F.batch_norm(nchw, mean, unbiased, gamma, beta, training=True, momentum=1.0,
                            eps=layer.epsilon)
-        n = x.numel() // channels
-        variance = unbiased * ((n - 1) / n) if n > 1 else unbiased * 0
+        variance = unbiased * ((n - 1) / n)
         m = layer.momentum
         layer.moving_mean.assign(layer.moving_mean.value.to(x.dtype) * m + mean * (1 - m))
         layer.moving_variance.assign(
