@@ -262,7 +262,9 @@ def batch_norm(layer, inputs, training: bool):
 
     On torch Keras computes the moments and normalises with separate ops, each a pass
     over the feature map forward and backward; ``torch.nn.functional.batch_norm`` is
-    one pass each way (ResNet-18 on 28x28x1 at batch 128: +8-18% training images/s).
+    one pass each way (ResNet-18 on 28x28x1 at batch 128, the trainer's workload:
+    34.6 and 34.9 -> 36.5 and 39.6 training images/s, alternating runs of
+    ``python -m kerasnets.benchmarks.workloads`` on an AMD EPYC; docs/benchmarks.md).
     Keras' moving variance uses the biased batch variance, torch's the unbiased one:
     torch's batch statistics are read from scratch buffers with momentum 1 and the
     biased variance recovered exactly (``* (n - 1) / n``) for Keras' update.

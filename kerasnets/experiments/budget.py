@@ -2,7 +2,8 @@
 budget (15 minutes) on one backend, at the smallest input each accepts: which classic
 network is best per CPU-minute. Run it on your CPU's fastest backend, all arms on one
 machine: on AVX-512 cores TensorFlow trained ResNet-18 fastest, on an AMD EPYC without
-AVX-512 the torch backend did, 1.5-2.5x ahead (docs/benchmarks.md, 2026-11-24).
+AVX-512 the torch backend did, 1.3-2.5x ahead (32-39 against 16-26 images/s;
+docs/benchmarks.md, 2026-11-24).
 
 The recipe rule is ``RECIPE_RULE`` below (no search was run; one rule for all,
 stated in the report).

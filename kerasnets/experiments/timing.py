@@ -55,19 +55,10 @@ def time_models(specs, backends, timeout=3600, log=_say) -> dict:
 def main(argv=None):
     from kerasnets.benchmarks.workloads import run_keras
 
-    specs = json.loads((argv or sys.argv[1:])[0])
-    if specs:
-        # Not timed: a process' one-off costs. On TensorFlow on a 2-core EPYC the same
-        # model timed in one process ran 72, 158, 165 images/s (resnext_cifar c1) and
-        # with this warm-up still 72, 72, 144; with glibc's huge-page malloc
-        # (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) 146-156 from the first: the variation
-        # is in how its memory is paged, not in warming up; not set here (users' runs
-        # do not have it), so the README reads TF's timings there as a range.
-        try:
-            run_keras({**specs[0], "steps": 3, "warmup": 3})
-        except Exception:  # reported by its own timing below
-            pass
-    for one in specs:
+    # TensorFlow's speed varies up to 2x between timings in one process on some hosts
+    # (memory paging, not warm-up: docs/benchmarks.md, 2026-11-24); an untimed first
+    # model did not remove it, so none is run, and the README reads TF's column as a range.
+    for one in json.loads((argv or sys.argv[1:])[0]):
         try:
             result = run_keras(dict(one))
         except Exception as error:  # one model failing must not lose the others' figures

@@ -178,7 +178,8 @@ def cpu_model(cpuinfo="/proc/cpuinfo") -> dict:
     """``{"cpu_model": ..., "cpu_features": [...]}`` from Linux's ``cpuinfo`` ({} where
     there is none). Timings are only comparable on the same CPU: the same 2-core VM
     has landed on hosts with and without AVX-512, and TensorFlow trained ResNet-18
-    2.8x slower on the one without."""
+    2.7-4.4x slower on the one without (68.7 against 15.6-25.8 images/s,
+    docs/benchmarks.md, 2026-11-24)."""
     try:
         with open(cpuinfo) as f:
             text = f.read()
