@@ -309,3 +309,27 @@ def test_time_limit_and_subsets_are_checked(tmp_path, capsys):
     with pytest.raises(TrainingError, match=re.escape(
             "--train-subset 5000 is not less than the 1000 train images")):
         prepare(too_many)
+
+
+def test_budget_plans_its_schedule_in_steps_not_whole_epochs():
+    """A network for which 1.74 epochs fit the budget gets 2 epochs to run and a cosine
+    that ends after 1.74 of them (rounding down to 1 epoch left it 43% of its budget
+    unused); the schedule reaches zero at that step."""
+    from kerasnets.experiments import budget
+    from kerasnets.training.optim import learning_rate
+
+    arm = common.Arm("densenet121", "DenseNet-121")
+    images = budget.TRAIN_IMAGES * (1 - 0.05)
+    ips = 1.74 * images / (budget.SCHEDULE_FILL * budget.BUDGET_SECONDS)
+    settings = {arm.name: {"model": "densenet121", "batch_size": 128, "val_fraction": 0.05}}
+    budget.plan([arm], settings, quick=False, backend="torch",
+                time_models=lambda specs, backends: {
+                    "torch": {arm.name: {"train_images_per_second": ips}}})
+    assert settings[arm.name]["epochs"] == 2
+    assert settings[arm.name]["schedule_epochs"] == pytest.approx(1.74)
+    assert settings[arm.name]["warmup_epochs"] == pytest.approx(0.348)
+    schedule = learning_rate("cosine", lr=0.1, steps_per_epoch=100, epochs=1.74,
+                             warmup_epochs=0.348)
+    assert float(schedule(35)) == pytest.approx(0.1, abs=1e-3)  # the end of the warm-up
+    assert float(schedule(174)) == pytest.approx(0.0, abs=1e-7)
+    assert float(schedule(150)) > 1e-3

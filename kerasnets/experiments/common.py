@@ -14,7 +14,7 @@ from kerasnets.training import artifacts
 
 # What --quick changes in every arm: two epochs of two steps, tested on 100 images.
 QUICK = dict(epochs=2, steps_per_epoch=2, train_subset=None, test_subset=100,
-             time_limit=None, warmup_epochs=0)
+             time_limit=None, warmup_epochs=0, schedule_epochs=None)
 QUICK_MAX_BATCH = 32
 
 

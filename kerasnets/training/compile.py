@@ -92,7 +92,7 @@ def compile_for_training(model, c: TrainConfig, steps: int, *, epochs=None,
     all) of ``steps`` steps; ``slow_variables`` learn at ``slow_multiplier`` x the rate
     (fine-tuning's pretrained layers, see :mod:`kerasnets.training.phases`)."""
     schedule = learning_rate(c.schedule, lr=effective_lr(c), steps_per_epoch=steps,
-                             epochs=c.epochs if epochs is None else epochs,
+                             epochs=(c.schedule_epochs or c.epochs) if epochs is None else epochs,
                              warmup_epochs=c.warmup_epochs, step_epochs=c.step_epochs,
                              step_gamma=c.step_gamma)
     optimizer = make_optimizer(c.optimizer, learning_rate=schedule, momentum=c.momentum,

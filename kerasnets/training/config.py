@@ -114,6 +114,11 @@ class TrainConfig:
                            choices=SCHEDULES)
     warmup_epochs: float = option(0.0, "linear warm-up (cosine and constant schedules)",
                                   OPTIMISATION, limit=non_negative, metavar="E")
+    schedule_epochs: float | None = option(
+        None, "length of the learning-rate schedule in epochs, when it is to end before "
+        "--epochs do: a --time-limit run planned in steps ends its cosine at the budget "
+        "(fractions allowed)", OPTIMISATION, limit=positive, metavar="E",
+        default_text="--epochs")
     step_epochs: int = option(30, "step schedule: decay every E epochs", OPTIMISATION,
                               limit=positive, metavar="E")
     step_gamma: float = option(0.1, "step schedule: decay factor", OPTIMISATION,

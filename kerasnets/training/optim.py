@@ -48,8 +48,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 def learning_rate(schedule, *, lr, steps_per_epoch, epochs, warmup_epochs=0.0,
                   step_epochs=30, step_gamma=0.1):
-    """A float or a ``LearningRateSchedule`` over ``epochs * steps_per_epoch`` steps."""
-    total = max(1, epochs * steps_per_epoch)
+    """A float or a ``LearningRateSchedule`` over ``epochs * steps_per_epoch`` steps
+    (``epochs`` may be fractional: a schedule that ends within an epoch)."""
+    total = max(1, int(round(epochs * steps_per_epoch)))
     warmup = int(round(warmup_epochs * steps_per_epoch))
     if warmup and schedule not in ("cosine", "constant"):
         raise ValueError(f"--warmup-epochs works with the cosine and constant schedules, "
