@@ -333,3 +333,44 @@ def test_budget_plans_its_schedule_in_steps_not_whole_epochs():
     assert float(schedule(35)) == pytest.approx(0.1, abs=1e-3)  # the end of the warm-up
     assert float(schedule(174)) == pytest.approx(0.0, abs=1e-7)
     assert float(schedule(150)) > 1e-3
+
+
+def test_schedule_epochs_sets_where_the_trainers_cosine_ends():
+    """--schedule-epochs 1.5 with 10 steps an epoch: the cosine reaches zero at step 15
+    while the run may go on to --epochs (a time budget stops it); without it the
+    schedule spans all --epochs."""
+    from kerasnets.training.compile import compile_for_training
+
+    def final_lr(**options):
+        config = resolve_config({"model": "lenet5", "recipe": "modern", "epochs": 3,
+                                 "warmup_epochs": 0, **options})
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        compile_for_training(model, config, steps=10)
+        schedule = model.optimizer._learning_rate
+        return float(schedule(15)), float(schedule(30))
+
+    assert final_lr(schedule_epochs=1.5) == (pytest.approx(0.0, abs=1e-7),) * 2
+    at_15, at_30 = final_lr()
+    assert at_15 > 0.01 and at_30 == pytest.approx(0.0, abs=1e-7)
+
+
+def test_budget_says_where_its_plan_missed():
+    """The report names a network whose cosine the budget cut (with the learning rate
+    it was at) and one that ended before the budget; a --quick run says neither."""
+    from kerasnets.experiments import budget
+
+    def arm(label, reached, planned, seconds):
+        return {"label": label, "name": label, "metrics": {
+            "epochs_reached": reached, "wall_seconds": seconds, "test_accuracy": 0.9},
+            "settings": {"schedule_epochs": planned, "warmup_epochs": 2, "epochs": 95}}
+
+    data = {"settings": {"time_limit": "15m"}, "arms": [
+        arm("LeNet-5", 77.0, 94.064, 900.5), arm("BN-LeNet", 40.0, 40.0, 600.0),
+        arm("VGG-11", 0.64, 0.642, 900.1)]}
+    lines = budget.schedule_ends(data)
+    assert len(lines) == 2
+    assert "LeNet-5 at 77.00 of 94.064 epochs (learning rate at 8% of its peak)" in lines[0]
+    assert "VGG-11" not in " ".join(lines)
+    assert lines[1].endswith("before the 15m: BN-LeNet after 10.0 minutes")
+    assert budget.schedule_ends({"settings": {"time_limit": None}, "arms": []}) == []
+    assert budget.cosine_left(1.0, 10, 2) == 0.5 and budget.cosine_left(10, 10, 2) == 0.0

@@ -145,7 +145,45 @@ def findings(data) -> list[str]:
             f"({best['metrics'].get('test_accuracy', float('nan')):.4f} test accuracy)",
             f"fastest: {fastest['label']} "
             f"({fastest['metrics'].get('train_images_per_second') or 0:.0f} training "
-            f"images/s)"]
+            f"images/s)", *schedule_ends(data)]
+
+
+def cosine_left(reached: float, schedule: float, warmup: float) -> float:
+    """The fraction of the peak learning rate a warm-up + cosine schedule of ``schedule``
+    epochs is at after ``reached`` epochs."""
+    if reached <= warmup:
+        return reached / warmup if warmup else 1.0
+    done = min(1.0, (reached - warmup) / max(1e-9, schedule - warmup))
+    return 0.5 * (1 + math.cos(math.pi * done))
+
+
+def schedule_ends(data) -> list[str]:
+    """Where the plan missed: a network the probe judged too fast has its cosine cut by
+    the budget (at a learning rate above zero); one judged too slow ends before it."""
+    budget = data["settings"].get("time_limit")
+    if not budget:
+        return []  # --quick: no budget, no plan
+    cut, early = [], []
+    for a in data["arms"]:
+        m, s = a["metrics"], a["settings"]
+        reached, planned = m.get("epochs_reached"), s.get("schedule_epochs")
+        if reached is None or not planned:
+            continue
+        if reached < 0.98 * planned:
+            left = cosine_left(reached, planned, s.get("warmup_epochs") or 0)
+            cut.append(f"{a['label']} at {reached:.2f} of {planned:g} epochs "
+                       f"(learning rate at {left:.0%} of its peak)")
+        elif m["wall_seconds"] < 0.95 * BUDGET_SECONDS:
+            early.append(f"{a['label']} after {m['wall_seconds'] / 60:.1f} minutes")
+    lines = []
+    if cut:
+        lines.append("the speed probe (steps on random batches, without the input "
+                     "pipeline) judged these networks faster than they trained, so the "
+                     "budget cut their schedule before its end: " + "; ".join(cut))
+    if early:
+        lines.append("the probe judged these slower than they trained, so they ended "
+                     f"their schedule before the {budget}: " + "; ".join(early))
+    return lines
 
 
 def _settings(data):
