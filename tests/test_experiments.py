@@ -335,6 +335,29 @@ def test_budget_plans_its_schedule_in_steps_not_whole_epochs():
     assert float(schedule(150)) > 1e-3
 
 
+def test_budget_probes_the_model_the_trainer_builds():
+    """The speed probe times each arm as train.py builds it, recipe included: ResNet-18
+    with the modern recipe's small-input stem (probed without it: 233 images/s, trained
+    at 41, its cosine cut at a fifth), LeNet-5 with ReLU and max-pooling plus the arm's
+    own BatchNorm, AlexNet at the arm's 63 pixels."""
+    from kerasnets.experiments import budget
+
+    settings = {a.name: {"model": a.settings["model"], "batch_size": 128,
+                         "dataset": "fashion_mnist", "recipe": "modern", **a.settings}
+                for a in budget.arms()}
+    probes = {}
+    budget.plan(list(budget.arms()), settings, quick=False, backend="torch",
+                time_models=lambda specs, backends: probes.update(
+                    {s["key"]: s for s in specs}) or {"torch": {
+                        s["key"]: {"train_images_per_second": 100.0} for s in specs}})
+    assert probes["resnet18"]["options"] == {"small_input": True}
+    assert probes["bn_lenet"]["options"] == {"activation": "relu", "pool": "max",
+                                             "norm": "batch"}
+    assert (probes["alexnet"]["image_size"], probes["alexnet"]["options"]) == (63, {})
+    assert probes["googlenet"]["image_size"] == 28
+    assert all(p["batch_size"] == 128 and p["channels"] == 1 for p in probes.values())
+
+
 def test_schedule_epochs_sets_where_the_trainers_cosine_ends():
     """--schedule-epochs 1.5 with 10 steps an epoch: the cosine reaches zero at step 15
     while the run may go on to --epochs (a time budget stops it); without it the
