@@ -351,6 +351,7 @@ def test_budget_probes_the_model_the_trainer_builds():
                     {s["key"]: s for s in specs}) or {"torch": {
                         s["key"]: {"train_images_per_second": 100.0} for s in specs}})
     assert probes["resnet18"]["options"] == {"small_input": True}
+    assert probes["resnet18_imagenet_stem"]["options"] == {"small_input": False}
     assert probes["bn_lenet"]["options"] == {"activation": "relu", "pool": "max",
                                              "norm": "batch"}
     assert (probes["alexnet"]["image_size"], probes["alexnet"]["options"]) == (63, {})

@@ -52,6 +52,11 @@ FAMILIES = (("lenet5", "LeNet-5", "lenet5", {}),
             ("nin", "NiN", "nin", {}),
             ("googlenet", "GoogLeNet", "googlenet", {}),
             ("resnet18", "ResNet-18", "resnet18", {}),
+            # The recipe's small-input stem (stride 1, no max-pool) trains ResNet-18 at
+            # 38 images/s here, half an epoch in 15 minutes; torchvision's own stem
+            # shrinks 28 px to 7 px before the first block and trains about 6x faster.
+            ("resnet18_imagenet_stem", "ResNet-18, ImageNet stem", "resnet18",
+             {"small_input": False}),
             ("densenet121", "DenseNet-121", "densenet121", {}),
             ("mobilenet_v2", "MobileNetV2", "mobilenet_v2", {}),
             (CIFAR_RESNET, "CIFAR " + CIFAR_RESNET, CIFAR_RESNET, {}))
