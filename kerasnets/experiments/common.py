@@ -164,20 +164,27 @@ def percent(value) -> str:
 
 
 def figure(path, panels, title):
-    """``panels``: ``[(axis title, y label, [(label, xs, ys, style)])]``, side by side."""
+    """``panels``: ``[(axis title, y label, [(label, xs, ys, style)], {options})]`` side by
+    side; the options dict is optional: ``xlabel`` (default "epoch"), ``yscale``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for axis, (name, ylabel, lines) in zip(axes[0], panels):
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(8.0, 5.5 * len(panels)), 4.5),
+                             squeeze=False)
+    for axis, (name, ylabel, lines, *rest) in zip(axes[0], panels):
+        options = rest[0] if rest else {}
+        if len(lines) > 10:  # the default cycle repeats its 10 colours
+            axis.set_prop_cycle(color=plt.get_cmap("tab20").colors[:len(lines)])
         for label, xs, ys, style in lines:
-            axis.plot(xs, ys, style, label=label)
-        axis.set(title=name, xlabel="epoch", ylabel=ylabel)
+            axis.plot(xs, ys, style, label=label, markersize=3)
+        axis.set(title=name, xlabel=options.get("xlabel", "epoch"), ylabel=ylabel)
+        if options.get("yscale"):
+            axis.set_yscale(options["yscale"])
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10 if len(panels) == 1 else 12)
     fig.tight_layout()
     path = Path(path)
     artifacts.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
