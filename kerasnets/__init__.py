@@ -6,10 +6,11 @@
 ...                                small_input=True)
 """
 
-import os as _os
+from kerasnets.backends import startup as _startup
 
-# TensorFlow's C++ start-up INFO lines drown the progress bars; users can override.
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Settings TensorFlow reads once, at import (quieter logs, oneDNN's CPU kernels): set
+# before Keras imports it; a value the user exported wins (kerasnets/backends/startup.py).
+_startup.apply()
 
 import keras as _keras  # noqa: E402  (keras before anything that may import tensorflow)
 

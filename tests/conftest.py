@@ -26,6 +26,7 @@ try:  # optional: only the parity tests need torchvision
 except ImportError:
     pass
 
+import kerasnets  # noqa: E402,F401  (its start-up settings before Keras imports TensorFlow, as for users)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -14,7 +14,9 @@ that weights and saved models never depend on the backend:
 * :mod:`kerasnets.backends.tf_graph`: running Keras preprocessing layers as a
   TensorFlow graph for the input pipelines when TensorFlow is installed;
 * :mod:`kerasnets.backends.devices`: which backend, and which kind of device, a
-  computation runs on.
+  computation runs on;
+* :mod:`kerasnets.backends.startup`: environment variables a backend reads once, when
+  it starts (TensorFlow's oneDNN kernels), set by ``import kerasnets`` before Keras.
 
 Nothing else in ``kerasnets/`` imports ``jax``, ``torch`` or ``tensorflow`` for
 computation (tf.data is used as a data library by the input pipelines).
