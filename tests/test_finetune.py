@@ -108,6 +108,7 @@ def sources(tmp_path_factory, worker_id):
                                               output_dir=str(root / "lenet5"))))
             resnet = train(resolve_config(dict(model="resnet18", epochs=1, **QUICK,
                                                model_options={"small_input": True},
+                                               test_subset=64,  # CI time: full-size maps
                                                output_dir=str(root / "resnet18"))))
             done.write_text(json.dumps({"lenet5": lenet["run_dir"],
                                         "resnet18": resnet["run_dir"]}))
@@ -120,7 +121,7 @@ def test_run_directory_source_frozen_backbone_and_batchnorm_statistics(sources, 
     frozen every weight but fc (BN moving statistics included) stays the source's."""
     source = sources["resnet18"]
     out = train_cli(capsys, "--weights", str(source), "--freeze", "backbone", "--epochs", "1",
-                    "--normalize", "unit", "--output-dir", str(tmp_path))
+                    "--normalize", "unit", "--test-subset", "64", "--output-dir", str(tmp_path))
     run = run_dir(tmp_path)
     assert "weights from" in out and "1 new (fc)" in out
     assert "--image-size 28" in out and "(yours: --normalize unit)" in out

@@ -26,6 +26,9 @@ from kerasnets.training.cli import main
 from kerasnets.training.rundir import new_run_dir
 from tests.conftest import SAMPLE_DIR
 
+# File modes, locks and a full disk are handled in Python above the backend: one pass.
+ABOVE_THE_BACKEND = pytest.mark.one_backend("torch")
+
 SHORT = ["--data-dir", str(SAMPLE_DIR), "--no-download", "--epochs", "2",
          "--steps-per-epoch", "3", "--batch-size", "32", "--verbose", "0",
          "--recipe", "d2l", "--lr", "0.1", "--backup-every", "0"]
@@ -297,6 +300,7 @@ def test_too_little_free_space_fails_before_training(tmp_path, capsys, monkeypat
     assert fits == []
 
 
+@ABOVE_THE_BACKEND
 def test_disk_full_mid_run_ends_with_one_line_and_the_backup_resumes(tmp_path, capsys,
                                                                      monkeypatch):
     atomic_write = artifacts.atomic_write
@@ -367,6 +371,7 @@ class InterruptAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@ABOVE_THE_BACKEND
 def test_a_run_being_trained_is_locked(tmp_path, capsys):
     config = resolve_config(dict(model="lenet5", recipe="d2l", data_dir=str(SAMPLE_DIR),
                                  download=False, epochs=2, steps_per_epoch=3, batch_size=32,
@@ -397,6 +402,7 @@ def test_a_run_being_trained_is_locked(tmp_path, capsys):
     assert status(run)["status"] == "finished"
 
 
+@ABOVE_THE_BACKEND
 def test_saved_files_follow_the_umask(tmp_path, capsys):
     previous = os.umask(0o027)
     try:

@@ -188,7 +188,7 @@ def test_predict_prints_top_k_labels(tmp_path, capsys):
 
 def test_googlenet_with_auxiliary_heads_trains(tmp_path):
     rc = main(["googlenet", "--data-dir", str(SAMPLE_DIR), "--no-download", "--epochs", "1",
-               "--steps-per-epoch", "1", "--batch-size", "8", "--verbose", "0",
+               "--steps-per-epoch", "1", "--batch-size", "32", "--verbose", "0",
                "--model-option", "aux_logits=true", "--output-dir", str(tmp_path)])
     assert rc == 0
     run = only_run(tmp_path)
