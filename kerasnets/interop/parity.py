@@ -10,11 +10,14 @@ files that the driver (:func:`run_parity`) compares:
    (BatchNorm on batch statistics, dropout off), save a ``.keras``; then, in
    float64, one SGD-with-momentum step with ``model.train_on_batch``: the weights
    after it, and (the first step being ``w - lr * g``) every weight's gradient;
-3. ``crossload`` (each backend): load the other backends' ``.keras`` files and
-   predict.
+3. ``crossload`` (each backend): load another backend's ``.keras`` files (round the
+   ring: :func:`crossload_source`) and predict.
 
 Every model runs in its family's reduced configuration (``ModelInfo.reduced``:
-fewer blocks, narrower dense layers), so the check stays fast enough for CI.
+fewer blocks, narrower dense layers), so the check stays fast enough for CI, and
+models whose reduced networks differ only in depth or width share one computation
+(:func:`parity_groups`). ``seconds.json`` in the work directory says where the time
+went, per phase, backend and model (``scripts/parity.py --workdir DIR`` keeps it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,17 +50,25 @@ def parity_config(name):
     return dict(info.reduced.config), {**no_dropout, **info.reduced.options}
 
 
+# Settings that change a parity network's width only: the same layers, the same code
+# paths (grouped convolutions branch on the group count, kept), more channels.
+WIDTH_ONLY = {"width_per_group"}
+
+
 def parity_groups(names):
     """``{representative: [names]}``: models whose parity network is the same one
-    (e.g. resnet50/101/152 with one block per stage) are computed once."""
+    (e.g. resnet50/101/152 with one block per stage), or the same but for its width
+    (wide_resnet101_2 is resnet101 at twice the width; resnext101_32x8d is resnext50_32x4d
+    at 8 channels a group), are computed once: the check is CI's longest test."""
     groups = {}
     for name in names:
         info = model_info(name)
         config, options = parity_config(name)
-        key = repr((info.builder.__name__, sorted({**info.config, **config}.items()),
-                    sorted(options.items())))
+        config = {k: v for k, v in {**info.config, **config}.items() if k not in WIDTH_ONLY}
+        key = repr((info.builder.__name__, sorted(config.items()), sorted(options.items())))
         groups.setdefault(key, []).append(name)
-    return {members[0]: members for members in groups.values()}
+    return {min(members, key=lambda n: model_info(n).params): members  # the cheapest
+            for members in groups.values()}
 
 
 def build(name):
@@ -125,20 +137,26 @@ def _phase_compute(workdir, names, backend):
         np.savez(out_dir / f"{name}.npz", **result)
 
 
+def crossload_source(backend, backends):
+    """The backend whose ``.keras`` files ``backend`` loads: the next one round the ring
+    (TF loads JAX's, JAX torch's, torch TF's), so that every backend writes a file that
+    another loads and loads one that another wrote. All six pairs took twice the time
+    and load the same format with the same code."""
+    return backends[(backends.index(backend) + 1) % len(backends)]
+
+
 def _phase_crossload(workdir, names, backend):
     import keras
 
     import kerasnets  # noqa: F401  (custom layers)
     from kerasnets.backends import execution
 
+    active = [b for b in BACKENDS if (workdir / b).is_dir()]  # those that ran compute
+    other = crossload_source(backend, active)
     for name in names:
-        for other in BACKENDS:
-            path = workdir / other / f"{name}.keras"
-            if other == backend or not path.exists():
-                continue
-            model = keras.saving.load_model(path, compile=False)
-            x, _ = inputs(model)
-            np.save(workdir / backend / f"{name}.from_{other}.npy", execution.forward(model, x))
+        model = keras.saving.load_model(workdir / other / f"{name}.keras", compile=False)
+        x, _ = inputs(model)
+        np.save(workdir / backend / f"{name}.from_{other}.npy", execution.forward(model, x))
 
 
 def scaled_diff(got, expected):
@@ -177,13 +195,11 @@ def compare(workdir, names, backends=BACKENDS) -> dict:
                 worst["step"] = max([worst["step"]] + [
                     scaled_diff(ra[k], rb[k]) for k in ra if k.startswith("step:")])
         for b in backends:
-            for other in backends:
-                path = workdir / b / f"{name}.from_{other}.npy"
-                if other != b:
-                    loaded = np.load(path)
-                    worst["crossload"] = max(worst["crossload"], scaled_diff(
-                        loaded, results[b]["inference"]), scaled_diff(
-                        loaded, results[other]["inference"]))
+            other = crossload_source(b, backends)
+            loaded = np.load(workdir / b / f"{name}.from_{other}.npy")
+            worst["crossload"] = max(worst["crossload"],
+                                     scaled_diff(loaded, results[b]["inference"]),
+                                     scaled_diff(loaded, results[other]["inference"]))
         report[name] = worst
     return report
 
@@ -203,17 +219,20 @@ def _start_phase(phase, backend, workdir, names):
 def _run_phase(phase, backends, workdir, names, timeout):
     """One phase on several backends at once (XLA compiles on one core: overlap them)."""
     processes = {b: _start_phase(phase, b, workdir, names) for b in backends}
-    failures = []
+    failures, seconds = [], {}
     for backend, process in processes.items():
         try:
-            _, stderr = process.communicate(timeout=timeout)
+            stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
-            stderr = f"timed out after {timeout} s"
+            stdout, stderr = "", f"timed out after {timeout} s"
         if process.returncode:
             failures.append(f"parity {phase} on {backend} failed:\n{stderr[-4000:]}")
+        else:
+            seconds[backend] = json.loads(stdout.strip().splitlines()[-1])["seconds"]
     if failures:
         raise RuntimeError("\n".join(failures))
+    return seconds
 
 
 def run_parity(workdir, names=None, backends=BACKENDS, timeout=1800) -> dict:
@@ -221,9 +240,11 @@ def run_parity(workdir, names=None, backends=BACKENDS, timeout=1800) -> dict:
     groups = parity_groups(names or list_models())
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    _run_phase("init", backends[:1], workdir, list(groups), timeout)
+    seconds = {"init": _run_phase("init", backends[:1], workdir, list(groups), timeout)}
     for phase in ("compute", "crossload"):
-        _run_phase(phase, backends, workdir, list(groups), timeout)
+        seconds[phase] = _run_phase(phase, backends, workdir, list(groups), timeout)
+    # {phase: {backend: {model: seconds}}}: where the time goes
+    (workdir / "seconds.json").write_text(json.dumps(seconds, indent=1))
     report = compare(workdir, list(groups), backends)
     return {name: report[representative] for representative, members in groups.items()
             for name in members}
@@ -250,13 +271,15 @@ def main(argv=None):
     import keras
 
     backend = keras.backend.backend()
-    if args.phase == "init":
-        _phase_init(args.workdir, args.names)
-    elif args.phase == "compute":
-        _phase_compute(args.workdir, args.names, backend)
-    else:
-        _phase_crossload(args.workdir, args.names, backend)
-    print(json.dumps({"phase": args.phase, "backend": backend, "models": len(args.names)}))
+    phase = {"init": lambda names: _phase_init(args.workdir, names),
+             "compute": lambda names: _phase_compute(args.workdir, names, backend),
+             "crossload": lambda names: _phase_crossload(args.workdir, names, backend)}
+    seconds = {}  # per model: where the check's time goes (it is CI's longest test)
+    for name in args.names:
+        start = time.perf_counter()
+        phase[args.phase]([name])
+        seconds[name] = round(time.perf_counter() - start, 2)
+    print(json.dumps({"phase": args.phase, "backend": backend, "seconds": seconds}))
 
 
 if __name__ == "__main__":
