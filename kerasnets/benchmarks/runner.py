@@ -91,6 +91,19 @@ def job_key(job):
     return "/".join(p for p in parts if p)
 
 
+def progress_line(round_, repeats, key, result, seconds):
+    """One job's line as the run goes: its figure (images/s, or GFLOP/s for the matmul
+    roof), or ERROR and the last line of what it printed."""
+    if "error" in result:
+        figure = "ERROR " + (result["error"].strip().splitlines() or [""])[-1]
+    elif result.get("gflops"):
+        figure = f"{result['gflops']:9.1f} GFLOP/s"
+    else:
+        rate = result.get("train_images_per_second") or result.get("pipeline_images_per_second")
+        figure = f"{rate:9.1f} img/s" if rate else "no figure"
+    return f"[{round_ + 1}/{repeats}] {key:55s} {figure}  ({seconds:.0f} s)"
+
+
 def run_all(jobs, repeats=1, log=print):
     """``{key: [results]}``, running the job list ``repeats`` times round-robin."""
     results = {job_key(job): [] for job in jobs}
@@ -99,12 +112,7 @@ def run_all(jobs, repeats=1, log=print):
             started = time.time()
             result = run_job(job)
             results[job_key(job)].append(result)
-            status = result.get("error", "").splitlines()[-1:] if "error" in result else ""
-            figure = result.get("train_images_per_second") or result.get(
-                "pipeline_images_per_second")
-            log(f"[{round_ + 1}/{repeats}] {job_key(job):55s} "
-                + (f"{figure:9.1f} img/s" if figure else f"ERROR {status}")
-                + f"  ({time.time() - started:.0f} s)")
+            log(progress_line(round_, repeats, job_key(job), result, time.time() - started))
     return results
 
 
