@@ -145,14 +145,13 @@ def crossload_source(backend, backends):
     return backends[(backends.index(backend) + 1) % len(backends)]
 
 
-def _phase_crossload(workdir, names, backend):
+def _phase_crossload(workdir, names, backend, other):
+    """``backend`` loads ``other``'s files (the driver names it: :func:`crossload_source`)."""
     import keras
 
     import kerasnets  # noqa: F401  (custom layers)
     from kerasnets.backends import execution
 
-    active = [b for b in BACKENDS if (workdir / b).is_dir()]  # those that ran compute
-    other = crossload_source(backend, active)
     for name in names:
         model = keras.saving.load_model(workdir / other / f"{name}.keras", compile=False)
         x, _ = inputs(model)
@@ -204,21 +203,24 @@ def compare(workdir, names, backends=BACKENDS) -> dict:
     return report
 
 
-def _start_phase(phase, backend, workdir, names):
+def _start_phase(phase, backend, workdir, names, backends):
     env = {**os.environ, "KERAS_BACKEND": backend,
            "JAX_ENABLE_X64": "1",  # float64 for the gradient checks (no effect on float32)
            # the crossload phase compiles the graphs the compute phase compiled
            "JAX_COMPILATION_CACHE_DIR": str(workdir / "jax-cache"),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     cmd = [sys.executable, "-m", "kerasnets.interop.parity", "--phase", phase,
-           "--workdir", str(workdir), *names]
+           "--workdir", str(workdir)]
+    if phase == "crossload":
+        cmd += ["--load-from", crossload_source(backend, backends)]
+    cmd += names
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=Path(__file__).resolve().parents[2])
 
 
 def _run_phase(phase, backends, workdir, names, timeout):
     """One phase on several backends at once (XLA compiles on one core: overlap them)."""
-    processes = {b: _start_phase(phase, b, workdir, names) for b in backends}
+    processes = {b: _start_phase(phase, b, workdir, names, backends) for b in backends}
     failures, seconds = [], {}
     for backend, process in processes.items():
         try:
@@ -266,14 +268,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase", choices=["init", "compute", "crossload"], required=True)
     parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--load-from", choices=BACKENDS,
+                        help="crossload: the backend whose .keras files to load")
     parser.add_argument("names", nargs="+")
     args = parser.parse_args(argv)
+    if args.phase == "crossload" and args.load_from is None:
+        parser.error("--phase crossload needs --load-from BACKEND (the backend whose files to load)")
     import keras
 
     backend = keras.backend.backend()
     phase = {"init": lambda names: _phase_init(args.workdir, names),
              "compute": lambda names: _phase_compute(args.workdir, names, backend),
-             "crossload": lambda names: _phase_crossload(args.workdir, names, backend)}
+             "crossload": lambda names: _phase_crossload(args.workdir, names, backend,
+                                                         args.load_from)}
     seconds = {}  # per model: where the check's time goes (it is CI's longest test)
     for name in args.names:
         start = time.perf_counter()
