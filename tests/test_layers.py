@@ -200,8 +200,8 @@ def test_group_and_depthwise_rewrites_equal_keras_gradients(size, stride, paddin
 
 @pytest.mark.parametrize("shape,axis", [((4, 5, 5, 6), -1), ((4, 6, 5, 5), 1), ((8, 6), -1)])
 def test_batch_norm_equals_keras_outputs_statistics_and_gradients(shape, axis):
-    """kerasnets' BatchNormalization (one fused kernel on torch's CPU) gives Keras'
-    outputs in both modes, the same moving statistics after training-mode calls, and
+    """kerasnets' BatchNormalization (one fused kernel on torch's and TF's CPU) gives
+    Keras' outputs in both modes, the same moving statistics after training-mode calls, and
     the same gradients."""
     from kerasnets.layers import BatchNormalization
     from tests.helpers import gradients
@@ -228,17 +228,20 @@ def test_batch_norm_equals_keras_outputs_statistics_and_gradients(shape, axis):
 
 def test_batch_norm_with_one_value_per_channel_trains_as_keras():
     """torch's fused kernel refuses one value per channel in training (a batch of one
-    1x1 map); Keras normalises it to beta, and so must kerasnets' layer."""
+    1x1 map) and TF's divides by zero for its unbiased variance; Keras normalises it to
+    beta and keeps finite moving statistics, and so must kerasnets' layer."""
     from kerasnets.layers import BatchNormalization
 
     x = np.random.rand(1, 1, 1, 6).astype("float32")
     ours, reference = BatchNormalization(), keras.layers.BatchNormalization()
     np.testing.assert_allclose(to_numpy(ours(x, training=True)),
                                to_numpy(reference(x, training=True)), atol=1e-6)
+    for a, b in zip(ours.weights, reference.weights):
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
 
 
 @pytest.mark.parametrize("cpu", [True, False])
-def test_fused_batch_norm_runs_on_torchs_cpu_only(monkeypatch, cpu):
+def test_fused_batch_norm_runs_on_the_cpu_of_torch_and_tf_only(monkeypatch, cpu):
     from kerasnets.backends import devices, kernels
     from kerasnets.layers import BatchNormalization
 
@@ -247,4 +250,4 @@ def test_fused_batch_norm_runs_on_torchs_cpu_only(monkeypatch, cpu):
     x = np.random.rand(2, 3, 3, 4).astype("float32")
     layer.build(x.shape)
     fused = kernels.batch_norm(layer, keras.ops.convert_to_tensor(x), training=True)
-    assert (fused is not None) == (cpu and keras.backend.backend() == "torch")
+    assert (fused is not None) == (cpu and keras.backend.backend() in ("torch", "tensorflow"))

@@ -17,7 +17,7 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
 strided 1x1 convolution    torch       strided slice + 1x1 stride-1 convolution
-BatchNormalization         torch       one fused ``batch_norm`` (``batch_norm`` below)
+BatchNormalization         torch, TF   one fused kernel (``batch_norm`` below)
 NCHW conv and pooling      TF          in NHWC between two transposes
 =========================  ==========  ===========================================
 
@@ -256,21 +256,26 @@ def average_pool(inputs, *, pool_size, strides, padding, data_format):
 def batch_norm(layer, inputs, training: bool):
     """``layer`` (a ``keras.layers.BatchNormalization``) on ``inputs`` as one fused
     kernel, updating its moving statistics as Keras does; None where Keras' own
-    computation is to run (not torch's CPU; a mask, renorm or synchronisation;
-    float16/bfloat16 inputs, which Keras computes in float32; symbolic shapes; one
-    value per channel in training, which torch's kernel refuses).
+    computation is to run (not a CPU; JAX, whose XLA fuses Keras' ops itself; a mask,
+    renorm or synchronisation; float16/bfloat16 inputs, which Keras computes in
+    float32; float64 on TF, whose fused kernel has none; channels_first on TF; one
+    value per channel in training on torch, whose kernel refuses it).
 
-    On torch Keras computes the moments and normalises with separate ops, each a pass
-    over the feature map forward and backward; ``torch.nn.functional.batch_norm`` is
-    one pass each way (ResNet-18 on 28x28x1 at batch 128, the trainer's workload:
-    34.6 and 34.9 -> 36.5 and 39.6 training images/s, alternating runs of
-    ``python -m kerasnets.benchmarks.workloads`` on an AMD EPYC; docs/benchmarks.md).
-    Keras' moving variance uses the biased batch variance, torch's the unbiased one:
-    torch's batch statistics are read from scratch buffers with momentum 1 and the
-    biased variance recovered exactly (``* (n - 1) / n``) for Keras' update.
+    On torch and TF Keras computes the moments and normalises with separate ops, each
+    a pass over the feature map forward and backward; the fused kernel is one pass
+    each way. Training images/s, alternating runs of ``python -m
+    kerasnets.benchmarks.workloads`` on an AMD EPYC (docs/benchmarks.md): torch,
+    ResNet-18 on the trainer's 28x28x1 at batch 128, 34.6 and 34.9 -> 36.5 and 39.6;
+    TF (oneDNN), 64x64x3 at batch 32, DenseNet-121 75.1 and 77.0 -> 89.1 and 89.3,
+    ResNet-18 154 and 165 -> 174 and 183, MobileNetV2 219 and 138 -> 322 and 269.
+    Keras' moving variance uses the biased batch variance, the fused kernels return
+    the unbiased one: the biased one is recovered exactly (``* (n - 1) / n``).
     """
+    if devices.backend() == "tensorflow" and devices.on_cpu():
+        return _tf_fused_batch_norm(layer, inputs, training)
     if devices.backend() != "torch" or not devices.on_cpu():
         return None
+    # torch: batch statistics read from scratch buffers with momentum 1
     import torch
     import torch.nn.functional as F
 
@@ -303,3 +308,36 @@ def batch_norm(layer, inputs, training: bool):
                            layer.moving_variance.value.to(x.dtype), gamma, beta,
                            training=False, eps=layer.epsilon)
     return ops.cast(out.permute(0, 2, 3, 1) if channels_last else out, layer.compute_dtype)
+
+
+def _tf_fused_batch_norm(layer, inputs, training):
+    """TensorFlow's ``FusedBatchNormV3`` (NHWC, float32), called as a raw op: the
+    Python wrapper ``tf.nn.fused_batch_norm`` raises epsilon to 1.001e-5 (cuDNN's
+    floor), and torchvision's is 1e-5. Its batch variance is the unbiased one; Keras'
+    moving variance takes the biased one, recovered exactly as on torch."""
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(inputs)
+    if x.shape.rank != 4 or layer.axis % 4 != 3 or x.dtype != tf.float32 \
+            or layer.renorm or layer.synchronized:
+        return None
+    channels = x.shape[3]
+    gamma = layer.gamma.value if layer.scale else tf.ones((channels,), x.dtype)
+    beta = layer.beta.value if layer.center else tf.zeros((channels,), x.dtype)
+    if not training:
+        y, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=x, scale=gamma, offset=beta, mean=layer.moving_mean.value,
+            variance=layer.moving_variance.value, epsilon=layer.epsilon,
+            data_format="NHWC", is_training=False)
+        return y
+    empty = tf.constant([], x.dtype)
+    y, mean, unbiased, *_ = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=layer.epsilon,
+        exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+    n = tf.cast(tf.size(x) // channels, x.dtype)  # values per channel (the batch may be unknown)
+    # one value per channel: the biased variance is 0 (the unbiased one divides by 0)
+    variance = tf.where(n > 1, unbiased * ((n - 1) / n), tf.zeros_like(unbiased))
+    m = layer.momentum
+    layer.moving_mean.assign(layer.moving_mean.value * m + mean * (1 - m))
+    layer.moving_variance.assign(layer.moving_variance.value * m + variance * (1 - m))
+    return y

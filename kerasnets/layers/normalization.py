@@ -8,7 +8,7 @@ from kerasnets.backends import kernels
 @keras.saving.register_keras_serializable(package="kerasnets")
 class BatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` (same weights, same config: checkpoints load
-    either way) that computes as one fused kernel where that is faster (torch's CPU,
+    either way) that computes as one fused kernel where that is faster (torch's and TF's CPU,
     :func:`kerasnets.backends.kernels.batch_norm`), and as Keras does elsewhere."""
 
     def call(self, inputs, training=None, mask=None):
