@@ -271,11 +271,24 @@ def batch_norm(layer, inputs, training: bool):
     Keras' moving variance uses the biased batch variance, the fused kernels return
     the unbiased one: the biased one is recovered exactly (``* (n - 1) / n``).
     """
-    if devices.backend() == "tensorflow" and devices.on_cpu():
-        return _tf_fused_batch_norm(layer, inputs, training)
-    if devices.backend() != "torch" or not devices.on_cpu():
+    if not devices.on_cpu():
         return None
-    # torch: batch statistics read from scratch buffers with momentum 1
+    fused = {"torch": _torch_fused_batch_norm, "tensorflow": _tf_fused_batch_norm}
+    backend = devices.backend()
+    return fused[backend](layer, inputs, training) if backend in fused else None
+
+
+def _update_moving_statistics(layer, mean, variance):
+    """Keras' update of ``layer``'s moving statistics with a batch's mean and biased
+    variance (in their dtype)."""
+    m = layer.momentum
+    for moving, batch in ((layer.moving_mean, mean), (layer.moving_variance, variance)):
+        moving.assign(ops.cast(moving.value, batch.dtype) * m + batch * (1 - m))
+
+
+def _torch_fused_batch_norm(layer, inputs, training):
+    """``torch.nn.functional.batch_norm``; the batch statistics are read from scratch
+    buffers it updates with momentum 1."""
     import torch
     import torch.nn.functional as F
 
@@ -298,11 +311,7 @@ def batch_norm(layer, inputs, training: bool):
         unbiased = torch.ones(channels, dtype=x.dtype)
         out = F.batch_norm(nchw, mean, unbiased, gamma, beta, training=True, momentum=1.0,
                            eps=layer.epsilon)
-        variance = unbiased * ((n - 1) / n)
-        m = layer.momentum
-        layer.moving_mean.assign(layer.moving_mean.value.to(x.dtype) * m + mean * (1 - m))
-        layer.moving_variance.assign(
-            layer.moving_variance.value.to(x.dtype) * m + variance * (1 - m))
+        _update_moving_statistics(layer, mean, unbiased * ((n - 1) / n))
     else:
         out = F.batch_norm(nchw, layer.moving_mean.value.to(x.dtype),
                            layer.moving_variance.value.to(x.dtype), gamma, beta,
@@ -314,7 +323,8 @@ def _tf_fused_batch_norm(layer, inputs, training):
     """TensorFlow's ``FusedBatchNormV3`` (NHWC, float32), called as a raw op: the
     Python wrapper ``tf.nn.fused_batch_norm`` raises epsilon to 1.001e-5 (cuDNN's
     floor), and torchvision's is 1e-5. Its batch variance is the unbiased one; Keras'
-    moving variance takes the biased one, recovered exactly as on torch."""
+    moving variance takes the biased one, recovered exactly as on torch (0 for one value
+    per channel, where the unbiased one divides by zero)."""
     import tensorflow as tf
 
     x = tf.convert_to_tensor(inputs)
@@ -335,9 +345,6 @@ def _tf_fused_batch_norm(layer, inputs, training):
         x=x, scale=gamma, offset=beta, mean=empty, variance=empty, epsilon=layer.epsilon,
         exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
     n = tf.cast(tf.size(x) // channels, x.dtype)  # values per channel (the batch may be unknown)
-    # one value per channel: the biased variance is 0 (the unbiased one divides by 0)
-    variance = tf.where(n > 1, unbiased * ((n - 1) / n), tf.zeros_like(unbiased))
-    m = layer.momentum
-    layer.moving_mean.assign(layer.moving_mean.value * m + mean * (1 - m))
-    layer.moving_variance.assign(layer.moving_variance.value * m + variance * (1 - m))
+    _update_moving_statistics(
+        layer, mean, tf.where(n > 1, unbiased * ((n - 1) / n), tf.zeros_like(unbiased)))
     return y
