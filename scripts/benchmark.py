@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from kerasnets.benchmarks.runner import BACKENDS, benchmark  # noqa: E402
+from kerasnets.benchmarks.runner import BACKENDS, benchmark, merge_runs  # noqa: E402
 
 
 def main(argv=None):
@@ -28,6 +28,9 @@ def main(argv=None):
     parser.add_argument("--scaling", action="store_true", help="instead: images/s against "
                         "batch size and image size for the first --models (default resnet18) "
                         "on each backend and torchvision; writes docs/scaling.png and .json")
+    parser.add_argument("--merge", nargs="+", metavar="RUN.json", help="instead: merge "
+                        "earlier runs of this machine into one report, each figure the best "
+                        "of all their rounds, for the models every run has")
     parser.add_argument("--output", default="benchmark-results/latest",
                         help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
@@ -36,6 +39,15 @@ def main(argv=None):
 
         scaling((args.models or ["resnet18"])[0], tuple(args.backends))
         print("written to docs/scaling.png and docs/scaling.json")
+        return 0
+    if args.merge:
+        try:
+            report = merge_runs(args.merge, output=args.output)
+        except (OSError, ValueError, KeyError) as error:
+            parser.error(f"cannot merge {' '.join(args.merge)}: {type(error).__name__}: "
+                         f"{error} (merge the .json files scripts/benchmark.py wrote)")
+        print(report["markdown"])
+        print(f"\nwritten to {args.output}.json and .md")
         return 0
     report = benchmark(args.models, tuple(args.backends), quick=args.quick,
                        repeats=args.repeats, steps=args.steps, peers=not args.no_peers,

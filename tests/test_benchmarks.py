@@ -46,3 +46,49 @@ def test_step_timer_stops_at_the_last_step_not_at_fits_return():
               callbacks=[timer.callback, SlowEnd()])
     assert 0 < timer.seconds < 0.5
     assert timer.first_step is not None and timer.measure_start >= timer.start
+
+
+def _run_file(path, models, figures, cpu="AMD EPYC"):
+    """A benchmark JSON as ``benchmark`` writes it, with one round of ``figures``
+    ({(model, backend): train images/s})."""
+    import json
+
+    raw = {"matmul/torch": [{"kind": "matmul", "backend": "torch", "gflops": 170.0}]}
+    for (model, backend), rate in figures.items():
+        job = {"kind": "kerasnets", "model": model, "backend": backend}
+        raw[job_key(job)] = [{**job, "train_images_per_second": rate}]
+    path.write_text(json.dumps({
+        "machine": {"cpu_model": cpu, "cpu_features": ["avx2"]}, "models": models,
+        "backends": ["tensorflow", "jax", "torch"], "repeats": 1, "steps": 8, "warmup": 3,
+        "seconds": 60.0, "raw": raw}))
+    return path
+
+
+def test_merged_runs_take_the_best_round_of_the_models_every_run_has(tmp_path):
+    from kerasnets.benchmarks.runner import merge_runs
+
+    first = _run_file(tmp_path / "a.json", ["resnet18", "resnet50"], {
+        ("resnet18", "tensorflow"): 150.0, ("resnet18", "jax"): 120.0,
+        ("resnet50", "tensorflow"): 60.0})
+    second = _run_file(tmp_path / "b.json", ["resnet18"], {
+        ("resnet18", "tensorflow"): 180.0, ("resnet18", "jax"): 100.0})
+    report = merge_runs([first, second], output=tmp_path / "merged")
+    assert report["models"] == ["resnet18"] and report["repeats"] == 2
+    assert report["results"]["kerasnets/resnet18/tensorflow"]["train_images_per_second"] == 180.0
+    assert report["results"]["kerasnets/resnet18/jax"]["train_images_per_second"] == 120.0
+    assert "kerasnets/resnet50/tensorflow" not in report["results"]  # in one run only
+    assert report["results"]["matmul/torch"]["gflops"] == 170.0
+    jax_row = next(r for r in report["targets"]
+                   if r["target"] == "`resnet18` 64x64: jax vs the fastest backend")
+    assert jax_row["ratio"] == pytest.approx(120 / 180)
+    assert (tmp_path / "merged.md").read_text().startswith("### Training images/s")
+
+
+def test_runs_of_different_cpus_are_not_merged(tmp_path):
+    from kerasnets.benchmarks.runner import merge_runs
+
+    first = _run_file(tmp_path / "a.json", ["resnet18"], {("resnet18", "jax"): 1.0})
+    second = _run_file(tmp_path / "b.json", ["resnet18"], {("resnet18", "jax"): 1.0},
+                       cpu="Intel Xeon")
+    with pytest.raises(ValueError, match="different CPUs"):
+        merge_runs([first, second])

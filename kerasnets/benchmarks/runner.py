@@ -330,19 +330,61 @@ def benchmark(models=None, backends=BACKENDS, *, quick=False, repeats=None, step
                      warmup=warmup)
     started = time.time()
     results = run_all(jobs, repeats=repeats, log=log)
+    report = make_report(results, models, backends, machine=machine(), repeats=repeats,
+                         steps=steps, warmup=warmup, seconds=time.time() - started)
+    if output:
+        write_report(report, output)
+    return report
+
+
+def make_report(results, models, backends, **about) -> dict:
+    """The summary of raw ``{key: [results]}``: tables, targets and markdown; ``about``
+    (machine, rounds, steps, seconds, ...) is recorded as it is."""
     table = summarize(results)
-    report = {"machine": machine(), "models": list(models), "backends": list(backends),
-              "repeats": repeats, "steps": steps, "warmup": warmup, "image_size": 64,
-              "batch_size": 32, "seconds": time.time() - started, "results": table,
-              "raw": results}
+    report = {**about, "models": list(models), "backends": list(backends),
+              "image_size": 64, "batch_size": 32, "results": table, "raw": results}
     report["targets"] = targets(table, models, backends)
     report["markdown"] = "\n\n".join(
         part for part in (markdown(table, models, backends),
                           trainer_markdown(table, models, backends),
                           targets_markdown(report["targets"])) if part)
+    return report
+
+
+def write_report(report, output):
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
+    output.with_suffix(".md").write_text(report["markdown"] + "\n")
+
+
+# Workloads that belong to no zoo model: kept whichever models the merged runs share.
+_MODEL_FREE = ("matmul", "pipeline", "fit_pipeline")
+
+
+def merge_runs(paths, output=None) -> dict:
+    """Several runs' JSON files as one report, each figure the best of all their rounds
+    (as if they had been one run with more ``--repeats``), for the models and backends
+    every run has. The runs must come from one CPU: timings of two CPUs do not compare."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    cpus = {(r["machine"].get("cpu_model"), tuple(r["machine"].get("cpu_features") or ()))
+            for r in runs}
+    if len(cpus) > 1:
+        raise ValueError(f"these runs come from different CPUs ({sorted(c[0] for c in cpus)} "
+                         "or different CPU features); merge only runs of one machine.")
+    models = [m for m in runs[0]["models"] if all(m in r["models"] for r in runs)]
+    backends = [b for b in runs[0]["backends"] if all(b in r["backends"] for r in runs)]
+    raw = {}
+    for run in runs:
+        for key, results in run["raw"].items():
+            for result in results:
+                if result["kind"] in _MODEL_FREE or result.get("model") in models:
+                    raw.setdefault(key, []).append(result)
+    report = make_report(raw, models, backends, machine=runs[0]["machine"],
+                         merged_from=[str(p) for p in paths],
+                         repeats=sum(r["repeats"] for r in runs),
+                         steps=[r["steps"] for r in runs], warmup=[r["warmup"] for r in runs],
+                         seconds=sum(r["seconds"] for r in runs))
     if output:
-        output = Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str))
-        output.with_suffix(".md").write_text(report["markdown"] + "\n")
+        write_report(report, output)
     return report
