@@ -54,16 +54,24 @@ def test_ceil_mode_padding_gives_torchs_output_size(size, k, s, p):
     assert (size + 2 * p + extra - k) // s + 1 == out
 
 
-@pytest.mark.parametrize("cpu", [True, False])
-def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu):
-    """CPU rewrites (per-group split on TF/JAX, shifted multiply-adds for JAX's depthwise)
-    run only on the CPU; on a (faked) GPU the native grouped/depthwise op runs. Both give
-    the Keras layers' results."""
+@pytest.mark.parametrize("cpu,onednn", [(True, True), (True, False), (False, True)])
+def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu, onednn):
+    """CPU rewrites run only on the CPU: a grouped convolution is one convolution per
+    group on JAX's CPU and on TF's CPU without oneDNN, TensorFlow's own grouped kernel on
+    TF's CPU with oneDNN, and Keras' op on torch and on a (faked) GPU. Every form gives
+    the Keras layer's results."""
     from keras import ops
 
     from kerasnets.backends import devices, kernels
 
     monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    monkeypatch.setattr(devices, "tf_onednn", lambda: onednn)
+    expected = {"jax": "split", "torch": "keras",
+                "tensorflow": "tensorflow" if onednn else "split"}[keras.backend.backend()]
+    assert kernels.grouped_conv_form() == (expected if cpu else "keras")
+    # TensorFlow has no CPU gradient kernel for float16 and float64 groups: split there
+    assert kernels.grouped_conv_form("float64") == (
+        "keras" if not cpu or expected == "keras" else "split")
     convs = []
     real_conv = ops.conv
     monkeypatch.setattr(kernels.ops, "conv", lambda *a, **k: convs.append(a[1].shape)
@@ -73,8 +81,27 @@ def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu):
     ours.build(x.shape), reference.build(x.shape)
     reference.set_weights(ours.get_weights())
     np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
-    split = cpu and keras.backend.backend() != "torch"
-    assert len(convs) == (4 if split else 1)  # one convolution per group, or one in all
+    # one Keras convolution per group, TensorFlow's own op, or one Keras op in all
+    assert len(convs) == {"split": 4, "tensorflow": 0, "keras": 1}[kernels.grouped_conv_form()]
+
+
+def test_grouped_conv_benchmark_compares_the_two_forms(capsys):
+    """``python -m kerasnets.benchmarks.grouped_conv`` (the measurement behind
+    ``kernels.grouped_conv``'s choice) times both forms on TF and JAX, and says on torch
+    that there is nothing to compare."""
+    import keras
+
+    from kerasnets.benchmarks import grouped_conv
+
+    if keras.backend.backend() == "torch":
+        with pytest.raises(SystemExit, match="nothing to compare on torch"):
+            grouped_conv.main(["--shapes", "1", "--repeats", "1"])
+        return
+    grouped_conv.main(["--shapes", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert "kerasnets' form here: " in out
+    row = [line for line in out.splitlines() if line.startswith("| 128 channels on 16x16")]
+    assert len(row) == 1 and len(row[0].split("|")) == 6
 
 
 CONVS = [(2, 3, 1, "same"), (3, 3, 1, "same"), (4, 3, 2, "same"), (5, 3, 2, "valid"),
@@ -180,8 +207,9 @@ def _kernel_gradient(layer, x, w):
 @pytest.mark.parametrize("size,stride,padding", [(9, 1, "same"), (8, 2, "same"),
                                                  (9, 2, "valid")])
 def test_group_and_depthwise_rewrites_equal_keras_gradients(size, stride, padding):
-    """The grouped and depthwise forms (per-group split on TF and JAX, shifted multiply-adds
-    on JAX) give Keras' outputs and gradients, the odd "same" pixel included."""
+    """The grouped and depthwise forms (per-group split on JAX, TensorFlow's own grouped
+    kernel on TF with oneDNN, shifted multiply-adds on JAX) give Keras' outputs and
+    gradients, the odd "same" pixel included."""
     x = np.random.rand(2, size, size, 8).astype("float32")
     pairs = [(GroupConv2D(12, 3, strides=stride, groups=4, padding=padding),
               keras.layers.Conv2D(12, 3, strides=stride, groups=4, padding=padding)),

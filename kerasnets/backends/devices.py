@@ -33,6 +33,21 @@ def on_cpu() -> bool:
     return _default_device_is_cpu(backend())
 
 
+@functools.lru_cache(maxsize=None)
+def tf_onednn() -> bool:
+    """Whether TensorFlow runs oneDNN's CPU kernels in this process (fixed at import by
+    ``TF_ENABLE_ONEDNN_OPTS`` and the CPU; ``kerasnets/backends/startup.py`` turns them
+    on for x86). TensorFlow has no public way to ask; ``IsMklEnabled`` is what its own
+    tests read. False if it is missing: then the kernels that need oneDNN are not used.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
+
+
 def jax_started() -> bool:
     """Whether JAX has created its backends (after which the device count is fixed).
 

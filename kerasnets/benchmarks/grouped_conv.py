@@ -1,0 +1,101 @@
+"""Why ``kerasnets.backends.kernels.grouped_conv`` splits a grouped convolution into one
+convolution per group on some CPU backends and not on others: forward + backward of
+ResNeXt-50's 3x3 grouped convolutions (32 groups), the backend's native grouped kernel
+against one convolution per group, side by side.
+
+``KERAS_BACKEND=tensorflow python -m kerasnets.benchmarks.grouped_conv`` (or jax; about a
+minute on 2 cores), float32. On torch the native kernel is always used, so there is nothing to
+compare. TensorFlow without oneDNN (``TF_ENABLE_ONEDNN_OPTS=0``) has no CPU kernel for
+the native form's gradient: its row says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+# (feature map, channels, batch): ResNeXt-50 32x4d's four stages on 64x64 inputs
+# (batch 32) and on the trainer's 28x28 inputs with the small-input stem (batch 128).
+SHAPES = [(16, 128, 32), (8, 256, 32), (4, 512, 32), (2, 1024, 32),
+          (28, 128, 128), (14, 256, 128), (7, 512, 128), (4, 1024, 128)]
+GROUPS = 32
+
+
+def _step(fn):
+    """A compiled forward + backward of ``sum(fn(x, w) ** 2)`` for the Keras backend."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(jax.grad(lambda x, w: (fn(x, w) ** 2).sum(), argnums=(0, 1)))
+        return lambda x, w: jax.block_until_ready(step(x, w))
+    import tensorflow as tf
+
+    @tf.function
+    def step(x, w):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            loss = tf.reduce_sum(fn(x, w) ** 2)
+        return tape.gradient(loss, [x, w])
+    return lambda x, w: [g.numpy() for g in step(x, w)]
+
+
+def _time(fn, x, w, repeats):
+    step = _step(fn)
+    step(x, w)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step(x, w)
+    return (time.perf_counter() - start) / repeats
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--shapes", type=int, default=len(SHAPES),
+                        help="time only the first N shapes (the tests use 1)")
+    args = parser.parse_args(argv)
+
+    import keras
+    from keras import ops
+
+    from kerasnets.backends import devices, kernels
+
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        raise SystemExit(f"nothing to compare on {keras.backend.backend()}: its native grouped "
+                         "kernel is always used; run with KERAS_BACKEND=tensorflow or jax")
+    conv = dict(strides=1, padding="same", dilation_rate=1)
+
+    def native(x, w):  # what kerasnets runs where it does not split
+        if keras.backend.backend() == "tensorflow":
+            return kernels._tf_grouped_conv(x, w, **conv)
+        return ops.conv(x, w, **conv)
+
+    def split(x, w):
+        return kernels.split_grouped_conv(x, w, groups=GROUPS, data_format="channels_last",
+                                          **conv)
+    onednn = f", oneDNN {'on' if devices.tf_onednn() else 'off'}" \
+        if keras.backend.backend() == "tensorflow" else ""
+    print(f"{keras.backend.backend()}{onednn}; kerasnets' form here: "
+          f"{kernels.grouped_conv_form()}")
+    print("| 3x3 conv, 32 groups | native (ms) | one per group (ms) | native speed-up |\n"
+          "|---|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for size, channels, batch in SHAPES[:args.shapes]:
+        x = ops.convert_to_tensor(rng.standard_normal((batch, size, size, channels), np.float32))
+        w = ops.convert_to_tensor(
+            rng.standard_normal((3, 3, channels // GROUPS, channels), np.float32))
+        b = _time(split, x, w, args.repeats)
+        try:
+            a = _time(native, x, w, args.repeats)
+            cells = f"{a * 1e3:.1f} | {b * 1e3:.1f} | {b / a:.2f}"
+        except Exception as error:  # TF without oneDNN: no CPU gradient kernel
+            cells = f"fails ({type(error).__name__}) | {b * 1e3:.1f} | -"
+        print(f"| {channels} channels on {size}x{size}, batch {batch} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
