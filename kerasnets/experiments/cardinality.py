@@ -15,8 +15,10 @@ CARDINALITIES = (1, 2, 4, 8, 16, 32)
 # The full run, in one place. resnext_cifar (from the norm branch) could not be timed
 # when this was written: the sizes copy the normalization experiment's (6 arms x 6
 # epochs x 5,000 images); time one arm (--quick --arms c32) first, and train on the
-# backend whose grouped convolutions are fastest: torch (docs/benchmarks.md: ResNeXt-50
-# trains on TF at 0.84x and on JAX at 0.76x the torch backend's speed).
+# backend whose grouped convolutions are fastest. The recorded run used torch (then
+# ResNeXt-50 trained on TF at 0.84x and on JAX at 0.76x its speed); since TF runs its own
+# oneDNN grouped kernel (2026-11-25, docs/benchmarks.md), TF is fastest on the AVX-512
+# EPYC: ResNeXt-50 on the trainer's workload TF 24.0, torch 15.7, JAX 12.1 images/s.
 SETTINGS = dict(
     dataset="fashion_mnist", recipe="modern", model="resnext_cifar", epochs=6,
     batch_size=128, train_subset=5_000, test_subset=2_000, val_fraction=0.0,
