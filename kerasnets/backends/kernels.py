@@ -166,13 +166,16 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
 
     ``kernel`` has the layout of ``keras.layers.Conv2D(groups=g)``:
     ``(kh, kw, in_channels // g, out_channels)``, output channels ordered group
-    by group. On torch, and on TensorFlow with oneDNN's kernels (kerasnets' default on
-    x86), the native grouped kernel is fast: on TF it trains a ResNeXt-50 3x3 grouped
-    convolution (32 groups, batch 32) 1.5-5x faster than one convolution per group
-    (16x16x128: 9.6 vs 14.3 ms forward + backward, 4x4x512: 2.2 vs 12.2 ms). On JAX
-    (XLA:CPU) it is 100x slower than one convolution per group (16x16x128: 2.5 s vs
-    25 ms), and TensorFlow without oneDNN has no CPU kernel for its gradient, so there
-    we split, convolve and concatenate (``python -m kerasnets.benchmarks.grouped_conv``).
+    by group. Where it runs (:func:`grouped_conv_form`), forward + backward of
+    ResNeXt-50's 3x3 grouped convolutions (32 groups; ``python -m
+    kerasnets.benchmarks.grouped_conv``, docs/benchmarks.md):
+
+    * TF's CPU with oneDNN: TensorFlow's own kernel, 1.2-6x faster than one convolution
+      per group (16x16x128 at batch 32: 7.0 vs 20.7 ms). Not Keras' ``ops.conv``, which
+      compiles every grouped convolution on TF with XLA (2.5 s there);
+    * JAX's CPU: one convolution per group (XLA:CPU's grouped kernel: 2.5 s vs 25 ms),
+      and on TF without oneDNN, or in float16/float64, which have no CPU gradient kernel;
+    * torch's CPU and every GPU: Keras' op (native kernels).
     """
     if _tf_cpu_nchw(data_format):  # one pair of transposes, not one per group
         return _in_nhwc(grouped_conv, inputs, kernel=kernel, strides=strides, padding=padding,
