@@ -161,8 +161,11 @@ def max_pool(inputs, *, pool_size, strides, padding, data_format):
     return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
 
 
-def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, data_format):
-    """2-D convolution with ``groups`` groups and a ``Conv2D(groups=...)`` kernel.
+def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, data_format,
+                 form=None):
+    """2-D convolution with ``groups`` groups and a ``Conv2D(groups=...)`` kernel, in
+    ``form`` (default: :func:`grouped_conv_form`'s choice for this device and dtype; the
+    benchmark names each form to time it).
 
     ``kernel`` has the layout of ``keras.layers.Conv2D(groups=g)``:
     ``(kh, kw, in_channels // g, out_channels)``, output channels ordered group
@@ -179,18 +182,21 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     """
     if _tf_cpu_nchw(data_format):  # one pair of transposes, not one per group
         return _in_nhwc(grouped_conv, inputs, kernel=kernel, strides=strides, padding=padding,
-                        dilation_rate=dilation_rate, groups=groups)
+                        dilation_rate=dilation_rate, groups=groups, form=form)
     if groups == 1:
         return conv(inputs, kernel, strides=strides, padding=padding,
                     dilation_rate=dilation_rate, data_format=data_format)
-    form = grouped_conv_form(inputs.dtype)
+    form = form or grouped_conv_form(inputs.dtype)
     if form == "tensorflow":
         return _tf_grouped_conv(inputs, kernel, strides=strides, padding=padding,
                                 dilation_rate=dilation_rate)
     if form == "split":
-        return split_grouped_conv(inputs, kernel, strides=strides, padding=padding,
-                                  dilation_rate=dilation_rate, groups=groups,
-                                  data_format=data_format)
+        channel_axis = -1 if data_format == "channels_last" else 1
+        outputs = [conv(x, k, strides=strides, padding=padding, dilation_rate=dilation_rate,
+                        data_format=data_format)
+                   for x, k in zip(ops.split(inputs, groups, axis=channel_axis),
+                                   ops.split(kernel, groups, axis=-1))]
+        return ops.concatenate(outputs, axis=channel_axis)
     return ops.conv(inputs, kernel, strides=strides, padding=padding,
                     dilation_rate=dilation_rate, data_format=data_format)
 
@@ -207,20 +213,6 @@ def grouped_conv_form(dtype="float32") -> str:
             and keras.backend.standardize_dtype(dtype) in ("float32", "bfloat16")):
         return "tensorflow"
     return "split"
-
-
-def split_grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups,
-                       data_format):
-    """A grouped convolution as one convolution per group, concatenated."""
-    channel_axis = -1 if data_format == "channels_last" else 1
-    input_groups = ops.split(inputs, groups, axis=channel_axis)
-    kernel_groups = ops.split(kernel, groups, axis=-1)
-    outputs = [
-        conv(x, k, strides=strides, padding=padding,
-             dilation_rate=dilation_rate, data_format=data_format)
-        for x, k in zip(input_groups, kernel_groups)
-    ]
-    return ops.concatenate(outputs, axis=channel_axis)
 
 
 def _tf_grouped_conv(inputs, kernel, *, strides, padding, dilation_rate):

@@ -1,12 +1,14 @@
-"""Why ``kerasnets.backends.kernels.grouped_conv`` splits a grouped convolution into one
-convolution per group on some CPU backends and not on others: forward + backward of
-ResNeXt-50's 3x3 grouped convolutions (32 groups), the backend's native grouped kernel
+"""Why ``kerasnets.backends.kernels.grouped_conv`` computes a grouped convolution as it
+does on each CPU backend: forward + backward of ResNeXt-50's 3x3 grouped convolutions (32
+groups), the backend's native grouped kernel (TensorFlow's own on TF, ``lax.conv`` on JAX)
 against one convolution per group, side by side.
 
 ``KERAS_BACKEND=tensorflow python -m kerasnets.benchmarks.grouped_conv`` (or jax; about a
-minute on 2 cores), float32. On torch the native kernel is always used, so there is nothing to
-compare. TensorFlow without oneDNN (``TF_ENABLE_ONEDNN_OPTS=0``) has no CPU kernel for
-the native form's gradient: its row says so.
+minute on 2 cores), float32. ``--keras-op`` adds, on TF, Keras' ``ops.conv``, which
+compiles a grouped convolution with XLA (minutes: 2.5 s to 31 s per call here). On torch
+the native kernel is always used, so there is nothing to compare. TensorFlow without
+oneDNN (``TF_ENABLE_ONEDNN_OPTS=0``) has no CPU kernel for the native form's gradient:
+its row says so.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--shapes", type=int, default=len(SHAPES),
                         help="time only the first N shapes (the tests use 1)")
+    parser.add_argument("--keras-op", action="store_true",
+                        help="on TF, also time Keras' ops.conv (XLA-compiled; slow)")
     args = parser.parse_args(argv)
 
     import keras
@@ -64,37 +68,42 @@ def main(argv=None):
 
     from kerasnets.backends import devices, kernels
 
-    if keras.backend.backend() not in ("tensorflow", "jax"):
-        raise SystemExit(f"nothing to compare on {keras.backend.backend()}: its native grouped "
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        raise SystemExit(f"nothing to compare on {backend}: its native grouped "
                          "kernel is always used; run with KERAS_BACKEND=tensorflow or jax")
-    conv = dict(strides=1, padding="same", dilation_rate=1)
+    # the forms of kernels.grouped_conv to time, by column
+    columns = {"native": "tensorflow" if backend == "tensorflow" else "keras",
+               "one per group": "split"}
+    if args.keras_op and backend == "tensorflow":
+        columns["Keras' ops.conv (XLA)"] = "keras"
 
-    def native(x, w):  # what kerasnets runs where it does not split
-        if keras.backend.backend() == "tensorflow":
-            return kernels._tf_grouped_conv(x, w, **conv)
-        return ops.conv(x, w, **conv)
+    def timed(form, x, w):
+        """Seconds per forward + backward in ``form``, or why it failed."""
+        def fn(x, w):
+            return kernels.grouped_conv(x, w, strides=1, padding="same", dilation_rate=1,
+                                        groups=GROUPS, data_format="channels_last", form=form)
+        try:
+            return _time(fn, x, w, args.repeats)
+        except Exception as error:  # TF without oneDNN: no CPU gradient kernel
+            return f"fails ({type(error).__name__})"
 
-    def split(x, w):
-        return kernels.split_grouped_conv(x, w, groups=GROUPS, data_format="channels_last",
-                                          **conv)
     onednn = f", oneDNN {'on' if devices.tf_onednn() else 'off'}" \
-        if keras.backend.backend() == "tensorflow" else ""
-    print(f"{keras.backend.backend()}{onednn}; kerasnets' form here: "
-          f"{kernels.grouped_conv_form()}")
-    print("| 3x3 conv, 32 groups | native (ms) | one per group (ms) | native speed-up |\n"
-          "|---|---:|---:|---:|")
+        if backend == "tensorflow" else ""
+    print(f"{backend}{onednn}; kerasnets' form here: {kernels.grouped_conv_form()}")
+    print(f"| 3x3 conv, 32 groups | {' | '.join(f'{c} (ms)' for c in columns)} | "
+          f"native speed-up |\n|---|{'---:|' * (len(columns) + 1)}")
     rng = np.random.default_rng(0)
     for size, channels, batch in SHAPES[:args.shapes]:
         x = ops.convert_to_tensor(rng.standard_normal((batch, size, size, channels), np.float32))
         w = ops.convert_to_tensor(
             rng.standard_normal((3, 3, channels // GROUPS, channels), np.float32))
-        b = _time(split, x, w, args.repeats)
-        try:
-            a = _time(native, x, w, args.repeats)
-            cells = f"{a * 1e3:.1f} | {b * 1e3:.1f} | {b / a:.2f}"
-        except Exception as error:  # TF without oneDNN: no CPU gradient kernel
-            cells = f"fails ({type(error).__name__}) | {b * 1e3:.1f} | -"
-        print(f"| {channels} channels on {size}x{size}, batch {batch} | {cells} |", flush=True)
+        seconds = [timed(form, x, w) for form in columns.values()]
+        native, split = seconds[:2]
+        cells = [f"{t * 1e3:.1f}" if isinstance(t, float) else t for t in seconds]
+        cells.append(f"{split / native:.2f}" if isinstance(native, float) else "-")
+        print(f"| {channels} channels on {size}x{size}, batch {batch} | {' | '.join(cells)} |",
+              flush=True)
 
 
 if __name__ == "__main__":
