@@ -58,20 +58,20 @@ def test_ceil_mode_padding_gives_torchs_output_size(size, k, s, p):
 def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu, onednn):
     """CPU rewrites run only on the CPU: a grouped convolution is one convolution per
     group on JAX's CPU and on TF's CPU without oneDNN, TensorFlow's own grouped kernel on
-    TF's CPU with oneDNN, and Keras' op on torch and on a (faked) GPU. Every form gives
-    the Keras layer's results."""
+    TF's CPU with oneDNN, torch's own kernel without Keras' copies on torch's CPU, and
+    Keras' op on a (faked) GPU. Every form gives the Keras layer's results."""
     from keras import ops
 
     from kerasnets.backends import devices, kernels
 
     monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
     monkeypatch.setattr(devices, "tf_onednn", lambda: onednn)
-    expected = {"jax": "split", "torch": "keras",
+    expected = {"jax": "split", "torch": "torch",
                 "tensorflow": "tensorflow" if onednn else "split"}[keras.backend.backend()]
     assert kernels.grouped_conv_form() == (expected if cpu else "keras")
     # TensorFlow has no CPU gradient kernel for float16 and float64 groups: split there
     assert kernels.grouped_conv_form("float64") == (
-        "keras" if not cpu or expected == "keras" else "split")
+        "keras" if not cpu else "torch" if expected == "torch" else "split")
     convs = []
     real_conv = ops.conv
     monkeypatch.setattr(kernels.ops, "conv", lambda *a, **k: convs.append(a[1].shape)
@@ -81,27 +81,26 @@ def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu, onednn):
     ours.build(x.shape), reference.build(x.shape)
     reference.set_weights(ours.get_weights())
     np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
-    # one Keras convolution per group, TensorFlow's own op, or one Keras op in all
-    assert len(convs) == {"split": 4, "tensorflow": 0, "keras": 1}[kernels.grouped_conv_form()]
+    # one Keras convolution per group, TensorFlow's or torch's own op, or one Keras op in all
+    assert len(convs) == {"split": 4, "tensorflow": 0, "torch": 0,
+                          "keras": 1}[kernels.grouped_conv_form()]
 
 
 def test_grouped_conv_benchmark_compares_the_two_forms(capsys):
     """``python -m kerasnets.benchmarks.grouped_conv`` (the measurement behind
-    ``kernels.grouped_conv``'s choice) times both forms on TF and JAX, and says on torch
-    that there is nothing to compare."""
+    ``kernels.grouped_conv``'s choice) times the native form and the split on every
+    backend, and on torch also Keras' op (``--keras-op``; XLA-compiled and slow on TF)."""
     import keras
 
     from kerasnets.benchmarks import grouped_conv
 
-    if keras.backend.backend() == "torch":
-        with pytest.raises(SystemExit, match="nothing to compare on torch"):
-            grouped_conv.main(["--shapes", "1", "--repeats", "1"])
-        return
-    grouped_conv.main(["--shapes", "1", "--repeats", "1"])
+    torch = keras.backend.backend() == "torch"
+    grouped_conv.main(["--shapes", "1", "--repeats", "1"] + (["--keras-op"] if torch else []))
     out = capsys.readouterr().out
     assert "kerasnets' form here: " in out
     row = [line for line in out.splitlines() if line.startswith("| 128 channels on 16x16")]
-    assert len(row) == 1 and len(row[0].split("|")) == 6
+    assert len(row) == 1 and len(row[0].split("|")) == (7 if torch else 6)
+    assert "fails" not in row[0]
 
 
 CONVS = [(2, 3, 1, "same"), (3, 3, 1, "same"), (4, 3, 2, "same"), (5, 3, 2, "valid"),
@@ -153,9 +152,10 @@ def test_max_pool_rewrite_equals_keras_max_pool(size, k, stride, padding):
 
 
 @pytest.mark.parametrize("cpu", [True, False])
-def test_jax_cpu_matmul_forms_run_on_the_cpu_only(monkeypatch, cpu):
-    """On JAX's CPU a 1x1 convolution and a 3x3 one with a 2x2 output are matmuls; on a
-    (faked) GPU, and on the other backends, they are the native convolution."""
+def test_cpu_conv_forms_run_on_the_cpu_only(monkeypatch, cpu):
+    """On JAX's CPU a 1x1 convolution and a 3x3 one with a 2x2 output are matmuls, and on
+    torch's CPU both are torch's own convolution without Keras' copies; on a (faked) GPU,
+    and on TF, they are Keras' convolution."""
     from keras import ops
 
     from kerasnets.backends import devices, kernels
@@ -168,7 +168,7 @@ def test_jax_cpu_matmul_forms_run_on_the_cpu_only(monkeypatch, cpu):
                         or real_conv(*a, **k))
     for k, size in [(1, 8), (3, 2)]:
         Conv2D(4, k, padding="same")(np.random.rand(1, size, size, 3).astype("float32"))
-    rewritten = cpu and keras.backend.backend() == "jax"
+    rewritten = cpu and keras.backend.backend() in ("jax", "torch")
     assert len(calls) == (0 if rewritten else 2)
 
 

@@ -6,6 +6,11 @@ that weights and saved models never depend on the backend:
 
 * :mod:`kerasnets.backends.kernels`: faster grouped / depthwise convolutions where a
   backend's own kernel is slow, chosen by backend *and* device;
+* :mod:`kerasnets.backends.torch_cpu`: torch's own convolution and pooling kernels on
+  the channels_last view of Keras' NHWC tensors, without the copies Keras' torch backend
+  makes (chosen by :mod:`~kerasnets.backends.kernels` on torch's CPU);
+* :mod:`kerasnets.backends.padding`: Keras' "same" padding and output sizes, shared by
+  the kernels of every backend;
 * :mod:`kerasnets.backends.execution`: running a model outside ``model.fit``
   (inference, training-mode outputs, gradients; one jitted call on JAX);
 * :mod:`kerasnets.backends.keras_patches`: every patch of Keras internals, each

@@ -17,6 +17,8 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
 1x1 convolution            JAX         one matmul (2-3x faster than ``lax.conv``)
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
+every convolution (NHWC)   torch       torch's own kernel on the channels_last view,
+max / average pooling      torch       without Keras' copies (``torch_cpu``)
 strided 1x1 convolution    torch       strided slice + 1x1 stride-1 convolution
 BatchNormalization         torch, TF   one fused kernel (``batch_norm`` below)
 NCHW conv and pooling      TF          in NHWC between two transposes
@@ -35,6 +37,7 @@ import keras
 from keras import ops
 
 from kerasnets.backends import devices
+from kerasnets.backends.padding import output_size, pair, same_padding
 
 
 # XLA:CPU's convolution is slow on tiny feature maps (a 3x3 512->512 convolution on
@@ -47,19 +50,23 @@ def _jax_cpu() -> bool:
     return devices.backend() == "jax" and devices.on_cpu()
 
 
-def _pair(value):
-    return (value,) * 2 if isinstance(value, int) else tuple(value)
-
-
 def _tf_cpu_nchw(data_format) -> bool:
     return (data_format == "channels_first" and devices.backend() == "tensorflow"
             and devices.on_cpu())
 
 
+def _torch_cpu() -> bool:
+    return devices.backend() == "torch" and devices.on_cpu()
+
+
+def _torch_cpu_nhwc(data_format) -> bool:
+    """Where :mod:`kerasnets.backends.torch_cpu` replaces Keras' copying ops."""
+    return data_format == "channels_last" and _torch_cpu()
+
+
 def _strided_1x1_on_torch_cpu(kernel, strides, dilation_rate) -> bool:
-    return (tuple(kernel.shape[:2]) == (1, 1) and _pair(strides) != (1, 1)
-            and _pair(dilation_rate) == (1, 1) and devices.backend() == "torch"
-            and devices.on_cpu())
+    return (tuple(kernel.shape[:2]) == (1, 1) and pair(strides) != (1, 1)
+            and pair(dilation_rate) == (1, 1) and _torch_cpu())
 
 
 def _in_nhwc(op, inputs, **kwargs):
@@ -84,27 +91,25 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
         # gradient now and then: 47 of 3,000 calls on an AMD EPYC with AVX2, 0 of 3,000
         # as a strided slice and a 1x1 stride-1 convolution (the same sums; "same"
         # padding of a 1x1 kernel is none). Every ResNet downsample shortcut is one.
-        sh, sw = _pair(strides)
-        sliced = (inputs[:, ::sh, ::sw, :] if data_format == "channels_last"
+        sh, sw = pair(strides)
+        inputs = (inputs[:, ::sh, ::sw, :] if data_format == "channels_last"
                   else inputs[:, :, ::sh, ::sw])
-        return ops.conv(sliced, kernel, strides=1, padding="valid",
-                        data_format=data_format)
-    if _jax_cpu() and _pair(dilation_rate) == (1, 1):
+        strides, padding = 1, "valid"
+    if _torch_cpu_nhwc(data_format):
+        from kerasnets.backends import torch_cpu
+
+        return torch_cpu.conv(inputs, ops.convert_to_tensor(kernel), strides=strides,
+                              padding=padding, dilation_rate=dilation_rate)
+    if _jax_cpu() and pair(dilation_rate) == (1, 1):
         kh, kw = kernel.shape[0], kernel.shape[1]
         spatial = inputs.shape[1:3] if data_format == "channels_last" else inputs.shape[2:4]
-        out = [_output_size(spatial[a], (kh, kw)[a], _pair(strides)[a], padding)
+        out = [output_size(spatial[a], (kh, kw)[a], pair(strides)[a], padding)
                for a in range(2)]
         if (kh, kw) == (1, 1) or (None not in out and out[0] * out[1] <= IM2COL_MAX_OUTPUT_PIXELS):
-            return _conv_as_matmul(inputs, kernel, strides=_pair(strides), padding=padding,
+            return _conv_as_matmul(inputs, kernel, strides=pair(strides), padding=padding,
                                    data_format=data_format)
     return ops.conv(inputs, kernel, strides=strides, padding=padding,
                     dilation_rate=dilation_rate, data_format=data_format)
-
-
-def _output_size(size, k, stride, padding):
-    if size is None:
-        return None
-    return -(-size // stride) if padding == "same" else (size - k) // stride + 1
 
 
 def _windows(x, kh, kw, strides, padding):
@@ -113,7 +118,7 @@ def _windows(x, kh, kw, strides, padding):
     import jax.numpy as jnp
 
     if padding == "same":
-        pads = [_same_padding(x.shape[1 + a], (kh, kw)[a], strides[a], 1) for a in range(2)]
+        pads = [same_padding(x.shape[1 + a], (kh, kw)[a], strides[a], 1) for a in range(2)]
         x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     out_h = (x.shape[1] - kh) // strides[0] + 1
     out_w = (x.shape[2] - kw) // strides[1] + 1
@@ -144,19 +149,24 @@ def max_pool(inputs, *, pool_size, strides, padding, data_format):
     if _tf_cpu_nchw(data_format):
         return _in_nhwc(ops.max_pool, inputs, pool_size=pool_size, strides=strides,
                         padding=padding)
+    if _torch_cpu_nhwc(data_format):
+        from kerasnets.backends import torch_cpu
+
+        return torch_cpu.max_pool(inputs, pool_size=pool_size, strides=strides,
+                                  padding=padding)
     if not _jax_cpu():
         return ops.max_pool(inputs, pool_size=pool_size, strides=strides, padding=padding,
                             data_format=data_format)
     import jax.numpy as jnp
 
-    kh, kw = _pair(pool_size)
+    kh, kw = pair(pool_size)
     x = inputs if data_format == "channels_last" else jnp.transpose(inputs, (0, 2, 3, 1))
     if padding == "same":  # pad with -inf: a padded pixel never wins
-        pads = [_same_padding(x.shape[1 + a], (kh, kw)[a], _pair(strides)[a], 1)
+        pads = [same_padding(x.shape[1 + a], (kh, kw)[a], pair(strides)[a], 1)
                 for a in range(2)]
         x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
     out = None
-    for window in _windows(x, kh, kw, _pair(strides), "valid"):
+    for window in _windows(x, kh, kw, pair(strides), "valid"):
         out = window if out is None else jnp.maximum(out, window)
     return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
 
@@ -178,7 +188,8 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
       compiles every grouped convolution on TF with XLA (2.5 s there);
     * JAX's CPU: one convolution per group (XLA:CPU's grouped kernel: 2.5 s vs 25 ms),
       and on TF without oneDNN, or in float16/float64, which have no CPU gradient kernel;
-    * torch's CPU and every GPU: Keras' op (native kernels).
+    * torch's CPU: torch's own kernel without Keras' copies (``torch_cpu.conv``);
+    * every GPU: Keras' op (native kernels).
     """
     if _tf_cpu_nchw(data_format):  # one pair of transposes, not one per group
         return _in_nhwc(grouped_conv, inputs, kernel=kernel, strides=strides, padding=padding,
@@ -187,6 +198,11 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
         return conv(inputs, kernel, strides=strides, padding=padding,
                     dilation_rate=dilation_rate, data_format=data_format)
     form = form or grouped_conv_form(inputs.dtype)
+    if form == "torch" and data_format == "channels_last":
+        from kerasnets.backends import torch_cpu
+
+        return torch_cpu.conv(inputs, ops.convert_to_tensor(kernel), strides=strides,
+                              padding=padding, dilation_rate=dilation_rate, groups=groups)
     if form == "tensorflow":
         return _tf_grouped_conv(inputs, kernel, strides=strides, padding=padding,
                                 dilation_rate=dilation_rate)
@@ -203,12 +219,15 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
 
 def grouped_conv_form(dtype="float32") -> str:
     """How :func:`grouped_conv` computes ``dtype`` inputs here: ``"keras"`` (Keras' op:
-    on a GPU, and on torch's CPU), ``"tensorflow"`` (TF's own kernel: TF's CPU with
+    on a GPU), ``"torch"`` (torch's own kernel without Keras' copies: torch's CPU;
+    Keras' op for ``channels_first``), ``"tensorflow"`` (TF's own kernel: TF's CPU with
     oneDNN, float32 and bfloat16, the types oneDNN computes; TF has no CPU gradient
     kernel for float16 or float64 groups) or ``"split"`` (one convolution per group:
     JAX's CPU, and TF's CPU otherwise)."""
-    if not devices.on_cpu() or devices.backend() == "torch":
+    if not devices.on_cpu():
         return "keras"
+    if devices.backend() == "torch":
+        return "torch"
     if (devices.backend() == "tensorflow" and devices.tf_onednn()
             and keras.backend.standardize_dtype(dtype) in ("float32", "bfloat16")):
         return "tensorflow"
@@ -221,8 +240,8 @@ def _tf_grouped_conv(inputs, kernel, *, strides, padding, dilation_rate):
     is as slow as JAX's; with oneDNN TensorFlow's kernel is not broken, and fast."""
     import tensorflow as tf
 
-    return tf.nn.convolution(inputs, kernel, strides=_pair(strides),
-                             padding=padding.upper(), dilations=_pair(dilation_rate),
+    return tf.nn.convolution(inputs, kernel, strides=pair(strides),
+                             padding=padding.upper(), dilations=pair(dilation_rate),
                              data_format="NHWC")
 
 
@@ -236,6 +255,11 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
     if _tf_cpu_nchw(data_format):
         return _in_nhwc(ops.depthwise_conv, inputs, kernel=kernel, strides=strides,
                         padding=padding, dilation_rate=dilation_rate)
+    if _torch_cpu_nhwc(data_format):
+        from kerasnets.backends import torch_cpu
+
+        return torch_cpu.depthwise_conv(inputs, ops.convert_to_tensor(kernel), strides=strides,
+                                        padding=padding, dilation_rate=dilation_rate)
     if devices.backend() == "jax" and kernel.shape[-1] == 1 and devices.on_cpu():
         return _depthwise_shifted(inputs, kernel, strides=strides, padding=padding,
                                   dilation_rate=dilation_rate, data_format=data_format)
@@ -243,14 +267,6 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
         inputs, kernel, strides=strides, padding=padding,
         dilation_rate=dilation_rate, data_format=data_format,
     )
-
-
-def _same_padding(size, k, stride, dilation):
-    """(before, after) that Keras/TF ``padding="same"`` adds along one axis."""
-    effective = (k - 1) * dilation + 1
-    out = -(-size // stride)
-    total = max((out - 1) * stride + effective - size, 0)
-    return total // 2, total - total // 2
 
 
 def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_format):
@@ -262,7 +278,7 @@ def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_
     x = inputs if data_format == "channels_last" else jnp.transpose(inputs, (0, 2, 3, 1))
     kh, kw = kernel.shape[0], kernel.shape[1]
     if padding == "same":
-        pads = [_same_padding(x.shape[1 + a], (kh, kw)[a], strides[a], dilation[a])
+        pads = [same_padding(x.shape[1 + a], (kh, kw)[a], strides[a], dilation[a])
                 for a in range(2)]
         x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     height, width = x.shape[1], x.shape[2]
@@ -281,7 +297,12 @@ def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_
 
 
 def average_pool(inputs, *, pool_size, strides, padding, data_format):
-    """Average pooling: the Keras op (in NHWC on a TF CPU, see the module docstring)."""
+    """Average pooling: the Keras op (in NHWC on a TF CPU, see the module docstring;
+    without Keras' copies on torch's CPU, "valid" padding)."""
+    if _torch_cpu_nhwc(data_format) and padding == "valid":
+        from kerasnets.backends import torch_cpu
+
+        return torch_cpu.average_pool(inputs, pool_size=pool_size, strides=strides)
     if _tf_cpu_nchw(data_format):
         return _in_nhwc(ops.average_pool, inputs, pool_size=pool_size, strides=strides,
                         padding=padding)

@@ -1,12 +1,13 @@
 """Why ``kerasnets.backends.kernels.grouped_conv`` computes a grouped convolution as it
 does on each CPU backend: forward + backward of ResNeXt-50's 3x3 grouped convolutions (32
-groups), the backend's native grouped kernel (TensorFlow's own on TF, ``lax.conv`` on JAX)
-against one convolution per group, side by side.
+groups), the backend's native grouped kernel (TensorFlow's own on TF, ``lax.conv`` on JAX,
+torch's own on the channels_last view on torch) against one convolution per group, side
+by side.
 
-``KERAS_BACKEND=tensorflow python -m kerasnets.benchmarks.grouped_conv`` (or jax; about a
-minute on 2 cores), float32. ``--keras-op`` adds, on TF, Keras' ``ops.conv``, which
-compiles a grouped convolution with XLA (minutes: 2.5 s to 31 s per call here). On torch
-the native kernel is always used, so there is nothing to compare. TensorFlow without
+``KERAS_BACKEND=tensorflow python -m kerasnets.benchmarks.grouped_conv`` (or jax, or
+torch; about a minute on 2 cores), float32. ``--keras-op`` adds Keras' ``ops.conv``: on TF
+it compiles a grouped convolution with XLA (minutes: 2.5 s to 31 s per call here); on
+torch it is the native kernel with Keras' copies of the input and kernel. TensorFlow without
 oneDNN (``TF_ENABLE_ONEDNN_OPTS=0``) has no CPU kernel for the native form's gradient:
 its row says so.
 """
@@ -34,6 +35,13 @@ def _step(fn):
 
         step = jax.jit(jax.grad(lambda x, w: (fn(x, w) ** 2).sum(), argnums=(0, 1)))
         return lambda x, w: jax.block_until_ready(step(x, w))
+    if keras.backend.backend() == "torch":
+        import torch
+
+        def step(x, w):
+            x, w = x.detach().requires_grad_(), w.detach().requires_grad_()
+            return torch.autograd.grad((fn(x, w) ** 2).sum(), (x, w))
+        return step
     import tensorflow as tf
 
     @tf.function
@@ -69,14 +77,12 @@ def main(argv=None):
     from kerasnets.backends import devices, kernels
 
     backend = keras.backend.backend()
-    if backend not in ("tensorflow", "jax"):
-        raise SystemExit(f"nothing to compare on {backend}: its native grouped "
-                         "kernel is always used; run with KERAS_BACKEND=tensorflow or jax")
     # the forms of kernels.grouped_conv to time, by column
-    columns = {"native": "tensorflow" if backend == "tensorflow" else "keras",
+    columns = {"native": {"tensorflow": "tensorflow", "torch": "torch"}.get(backend, "keras"),
                "one per group": "split"}
-    if args.keras_op and backend == "tensorflow":
-        columns["Keras' ops.conv (XLA)"] = "keras"
+    if args.keras_op and backend != "jax":
+        columns["Keras' ops.conv (XLA)" if backend == "tensorflow" else "Keras' ops.conv"] = \
+            "keras"
 
     def timed(form, x, w):
         """Seconds per forward + backward in ``form``, or why it failed."""
