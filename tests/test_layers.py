@@ -195,6 +195,22 @@ def test_strided_1x1_conv_kernel_gradient_is_right_every_time():
                        atol=1e-5)
 
 
+@pytest.mark.one_backend("torch")
+def test_torch_kernel_layout_is_a_transpose_with_the_transposed_gradient():
+    """torch_cpu hands torch a Keras kernel (kh, kw, in, out) as (out, in, kh, kw) in
+    channels_last memory (what oneDNN reads without a copy), and its gradient back in
+    Keras' layout: exactly ``permute``, and float64 gradcheck passes."""
+    import torch
+
+    from kerasnets.backends.torch_cpu import _KerasKernel
+
+    kernel = torch.randn(3, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    torch_kernel = _KerasKernel.apply(kernel)
+    assert torch.equal(torch_kernel, kernel.permute(3, 2, 0, 1))
+    assert torch_kernel.is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(_KerasKernel.apply, (kernel,))
+
+
 def _kernel_gradient(layer, x, w):
     import torch
 
