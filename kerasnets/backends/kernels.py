@@ -272,8 +272,7 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
 def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_format):
     import jax.numpy as jnp
 
-    strides = (strides,) * 2 if isinstance(strides, int) else tuple(strides)
-    dilation = (dilation_rate,) * 2 if isinstance(dilation_rate, int) else tuple(dilation_rate)
+    strides, dilation = pair(strides), pair(dilation_rate)
     kernel = ops.convert_to_tensor(kernel)
     x = inputs if data_format == "channels_last" else jnp.transpose(inputs, (0, 2, 3, 1))
     kh, kw = kernel.shape[0], kernel.shape[1]

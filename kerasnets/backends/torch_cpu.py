@@ -14,7 +14,7 @@ Here the NHWC tensor is read as NCHW in channels_last memory, which is the same 
 (no copy), and the kernel goes to torch's layout, channels_last, as one 2-D transpose
 each way (:class:`_KerasKernel`: 2.7 ms for that kernel). The sums are torch's own
 kernels' (oneDNN), as in Keras' path; only the copies are gone. Training images/s,
-alternating runs (docs/benchmarks.md): ResNet-18 at 64x64 107 and 115 -> 141 and 143.
+alternating runs (docs/benchmarks.md): ResNet-18 at 64x64 107-122 -> 141-146.
 """
 
 from __future__ import annotations

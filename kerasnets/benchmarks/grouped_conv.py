@@ -68,7 +68,8 @@ def main(argv=None):
     parser.add_argument("--shapes", type=int, default=len(SHAPES),
                         help="time only the first N shapes (the tests use 1)")
     parser.add_argument("--keras-op", action="store_true",
-                        help="on TF, also time Keras' ops.conv (XLA-compiled; slow)")
+                        help="also time Keras' ops.conv: XLA-compiled on TF (slow), with "
+                             "Keras' copies on torch (on JAX it is the native column)")
     args = parser.parse_args(argv)
 
     import keras
