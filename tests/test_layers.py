@@ -211,6 +211,83 @@ def test_torch_kernel_layout_is_a_transpose_with_the_transposed_gradient():
     assert torch.autograd.gradcheck(_KerasKernel.apply, (kernel,))
 
 
+def _two_conv_model(conv, grouped):
+    inputs = keras.Input((8, 8, 4))
+    x = conv(6, 3, padding="same", name="conv")(inputs)
+    x = grouped(6, 3, groups=2, strides=2, name="grouped")(x)
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def _torch_layout(variable) -> bool:
+    import torch
+
+    return variable.value.permute(3, 2, 0, 1).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.one_backend("torch")
+def test_torch_conv_kernels_are_stored_in_torch_layout_and_train_as_keras(tmp_path):
+    """On torch's CPU kerasnets' Conv2D and GroupConv2D keep their kernel in torch's
+    memory order (Keras' shape and values): the convolution needs no transpose. Training
+    keeps that order, SGD's momentum takes it, and the weights after three steps are
+    those of Keras' own Conv2D; saving, loading and set_weights keep values and order."""
+    import torch
+
+    from kerasnets.layers import Conv2D
+
+    ours = _two_conv_model(Conv2D, GroupConv2D)
+    reference = _two_conv_model(keras.layers.Conv2D, keras.layers.Conv2D)
+    reference.set_weights(ours.get_weights())
+    kernels = [ours.get_layer(name).kernel for name in ("conv", "grouped")]
+    assert all(_torch_layout(k) and not k.value.is_contiguous() for k in kernels)
+    assert all(k.value.is_contiguous() for k in reference.trainable_weights)
+
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(12, 8, 8, 4).astype("float32"), rng.randint(0, 3, 12)
+    for model in (ours, reference):
+        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert all(_torch_layout(k) for k in kernels)
+    momentums = [ours.optimizer.momentums[ours.optimizer._get_variable_index(k)]
+                 for k in kernels]
+    assert [m.value.stride() for m in momentums] == [k.value.stride() for k in kernels]
+    assert isinstance(kernels[0].value, torch.nn.Parameter)
+
+    ours.save(tmp_path / "ours.keras")
+    loaded = keras.saving.load_model(tmp_path / "ours.keras")
+    for a, b in zip(ours.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert all(_torch_layout(loaded.get_layer(n).kernel) for n in ("conv", "grouped"))
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(reference(x)), atol=1e-5)
+    loaded.set_weights(reference.get_weights())
+    assert all(_torch_layout(loaded.get_layer(n).kernel) for n in ("conv", "grouped"))
+
+
+@pytest.mark.one_backend("torch")
+@pytest.mark.parametrize("cpu,version,relaid", [(True, "3.15.1", True),
+                                                 (False, "3.15.1", False),
+                                                 (True, "3.16.0", False)])
+def test_torch_kernel_storage_is_chosen_by_device_and_keras_version(monkeypatch, cpu,
+                                                                    version, relaid):
+    """Only on torch's CPU, and only on the Keras versions whose variables it knows, is a
+    kernel re-laid; elsewhere it stays as Keras made it, and the results are the same."""
+    from kerasnets.backends import devices
+    from kerasnets.layers import Conv2D
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    monkeypatch.setattr(keras, "__version__", version)
+    x = np.random.rand(2, 6, 6, 3).astype("float32")
+    layer, reference = Conv2D(4, 3), keras.layers.Conv2D(4, 3)
+    layer.build(x.shape), reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    assert _torch_layout(layer.kernel) == relaid
+    assert layer.kernel.value.is_contiguous() != relaid
+    np.testing.assert_allclose(to_numpy(layer(x)), to_numpy(reference(x)), atol=1e-5)
+
+
 def _kernel_gradient(layer, x, w):
     import torch
 

@@ -19,6 +19,7 @@ kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
 every convolution (NHWC)   torch       torch's own kernel on the channels_last view,
 max / average pooling      torch       without Keras' copies (``torch_cpu``)
+Conv2D kernel storage      torch       torch's memory order, Keras' shape and values
 strided 1x1 convolution    torch       strided slice + 1x1 stride-1 convolution
 BatchNormalization         torch, TF   one fused kernel (``batch_norm`` below)
 NCHW conv and pooling      TF          in NHWC between two transposes
@@ -67,6 +68,17 @@ def _torch_cpu_nhwc(data_format) -> bool:
 def _strided_1x1_on_torch_cpu(kernel, strides, dilation_rate) -> bool:
     return (tuple(kernel.shape[:2]) == (1, 1) and pair(strides) != (1, 1)
             and pair(dilation_rate) == (1, 1) and _torch_cpu())
+
+
+def store_conv_kernel(variable, data_format) -> None:
+    """Lay out a just-built ``Conv2D`` kernel variable ``(kh, kw, in // groups, out)``
+    for the device's convolution: on torch's CPU (channels_last), in torch's own memory
+    order, so no convolution transposes it (``torch_cpu.store_in_torch_layout``; the
+    same shape and values). Elsewhere as Keras made it."""
+    if _torch_cpu_nhwc(data_format):
+        from kerasnets.backends import torch_cpu
+
+        torch_cpu.store_in_torch_layout(variable)
 
 
 def _in_nhwc(op, inputs, **kwargs):

@@ -15,6 +15,14 @@ Here the NHWC tensor is read as NCHW in channels_last memory, which is the same 
 each way (:class:`_KerasKernel`: 2.7 ms for that kernel). The sums are torch's own
 kernels' (oneDNN), as in Keras' path; only the copies are gone. Training images/s,
 alternating runs (docs/benchmarks.md): ResNet-18 at 64x64 107-122 -> 141-146.
+
+A kernel stored by :func:`store_in_torch_layout` (what ``kerasnets.layers.Conv2D`` does
+on torch's CPU) needs no transpose at all: its shape and values are Keras', its memory
+is torch's channels_last ``(out, kh, kw, in)``, so torch's layout is a free view, and
+its gradient comes back in the variable's own memory order; the optimizer's slots
+follow that order (``keras_patches.torch_slots_follow_variable_layout``), so the
+update stays one contiguous pass. That removed the transposes' 28 of 245 ms per
+ResNet-18 step (64x64, batch 32) and a strided optimizer update.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from kerasnets.backends import keras_patches
 from kerasnets.backends.padding import pair, same_padding
 
 
@@ -45,6 +54,37 @@ class _KerasKernel(torch.autograd.Function):
         return matrix.t().contiguous().view(kh, kw, cin, cout)
 
 
+def _torch_layout_view(kernel):
+    """``kernel`` ``(kh, kw, in, out)`` seen as torch's ``(out, in, kh, kw)``."""
+    return kernel.permute(3, 2, 0, 1)
+
+
+def _in_torch_layout(kernel):
+    """A Keras kernel as torch's ``(out, in, kh, kw)`` in channels_last memory: a view
+    of a kernel stored by :func:`store_in_torch_layout`, else one 2-D transpose."""
+    view = _torch_layout_view(kernel)
+    if view.is_contiguous(memory_format=torch.channels_last):
+        return view
+    return _KerasKernel.apply(kernel)
+
+
+def store_in_torch_layout(variable) -> bool:
+    """Store a ``Conv2D`` kernel variable ``(kh, kw, in // groups, out)`` in torch's
+    channels_last memory order ``(out, kh, kw, in)``: the same shape and values (checkpoints,
+    ``get_weights`` and every op see nothing different), other strides. True if it did;
+    False on a Keras version whose variables it does not know (the kernel then stays in
+    Keras' layout and :class:`_KerasKernel` transposes it per call: slower, the same sums).
+    """
+    value = keras_patches.torch_variable_storage(variable)
+    if value is None or value.ndim != 4 or value.device.type != "cpu":
+        return False
+    if not _torch_layout_view(value).is_contiguous(memory_format=torch.channels_last):
+        relaid = value.detach().permute(3, 0, 1, 2).contiguous().permute(1, 2, 3, 0)
+        keras_patches.set_torch_variable_storage(variable, relaid)
+    keras_patches.torch_slots_follow_variable_layout()
+    return True
+
+
 def _padded(x, kernel_size, strides, dilation, padding, mode="constant"):
     """``x`` (NCHW) and the symmetric padding to pass to torch for Keras' ``padding``;
     an asymmetric "same" padding is applied to ``x`` with ``mode``, as Keras does."""
@@ -64,7 +104,7 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, groups=1):
     kh, kw = kernel.shape[:2]
     strides, dilation = pair(strides), pair(dilation_rate)
     x, pad = _padded(inputs.permute(0, 3, 1, 2), (kh, kw), strides, dilation, padding)
-    out = F.conv2d(x, _KerasKernel.apply(kernel), stride=strides, padding=pad,
+    out = F.conv2d(x, _in_torch_layout(kernel), stride=strides, padding=pad,
                    dilation=dilation, groups=groups)
     return out.permute(0, 2, 3, 1)
 

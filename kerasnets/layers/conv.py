@@ -3,7 +3,8 @@
 Each keeps exactly the weights of the Keras layer it extends, so a checkpoint
 written with ``keras.layers.Conv2D`` (``groups=g`` too) or
 ``keras.layers.DepthwiseConv2D`` loads into them and vice versa; only the
-forward computation is routed through :mod:`kerasnets.backends.kernels`.
+forward computation is routed through :mod:`kerasnets.backends.kernels`, and on torch's
+CPU a convolution kernel's memory order (not its shape or values) is torch's.
 """
 
 import keras
@@ -16,6 +17,10 @@ from kerasnets.backends import kernels
 class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` whose convolution takes each backend's fastest form
     (on JAX on the CPU: 1x1 and tiny-output convolutions as matmuls)."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        kernels.store_conv_kernel(self.kernel, self.data_format)
 
     def convolution_op(self, inputs, kernel):
         if self.groups != 1:
@@ -33,6 +38,10 @@ class GroupConv2D(keras.layers.Conv2D):
 
     Kernel layout ``(kh, kw, in_channels // groups, filters)`` as in Keras.
     """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        kernels.store_conv_kernel(self.kernel, self.data_format)
 
     def convolution_op(self, inputs, kernel):
         return kernels.grouped_conv(
