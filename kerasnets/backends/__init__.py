@@ -8,14 +8,17 @@ that weights and saved models never depend on the backend:
   backend's own kernel is slow, chosen by backend *and* device;
 * :mod:`kerasnets.backends.torch_cpu`: torch's own convolution and pooling kernels on
   the channels_last view of Keras' NHWC tensors, without the copies Keras' torch backend
-  makes (chosen by :mod:`~kerasnets.backends.kernels` on torch's CPU);
+  makes, and convolution kernels stored in torch's memory order (chosen by
+  :mod:`~kerasnets.backends.kernels` on torch's CPU);
 * :mod:`kerasnets.backends.padding`: Keras' "same" padding and output sizes, shared by
   the kernels of every backend;
 * :mod:`kerasnets.backends.execution`: running a model outside ``model.fit``
   (inference, training-mode outputs, gradients; one jitted call on JAX);
 * :mod:`kerasnets.backends.keras_patches`: every patch of Keras internals, each
   named with the upstream issue it works around, applied only to the Keras
-  versions it was written for, and undone after use;
+  versions it was written for, and undone after use (one, which changes only where
+  numbers sit in memory, is installed for the process: optimizer slots in their
+  variable's torch strides);
 * :mod:`kerasnets.backends.tf_graph`: running Keras preprocessing layers as a
   TensorFlow graph for the input pipelines when TensorFlow is installed;
 * :mod:`kerasnets.backends.devices`: which backend, and which kind of device, a

@@ -21,8 +21,8 @@ on torch's CPU) needs no transpose at all: its shape and values are Keras', its 
 is torch's channels_last ``(out, kh, kw, in)``, so torch's layout is a free view, and
 its gradient comes back in the variable's own memory order; the optimizer's slots
 follow that order (``keras_patches.torch_slots_follow_variable_layout``), so the
-update stays one contiguous pass. That removed the transposes' 28 of 245 ms per
-ResNet-18 step (64x64, batch 32) and a strided optimizer update.
+update stays one contiguous pass. The transposes were 28 of 245 ms of a ResNet-18 step
+(64x64, batch 32); training images/s there, alternating runs: 127-135 -> 146-167.
 """
 
 from __future__ import annotations
