@@ -33,11 +33,18 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
+def written_for(versions: tuple[str, str], current: str | None = None) -> bool:
+    """Whether Keras (``current``, default the installed one) is in ``versions``: from,
+    inclusive, to, exclusive."""
+    low, high = versions
+    return _version(low) <= _version(current or keras.__version__) < _version(high)
+
+
 def require(patch: str, issue: str, versions: tuple[str, str], current: str | None = None):
     """Raise :class:`KerasPatchError` unless Keras (``current``) is in ``versions``."""
     current = current or keras.__version__
     low, high = versions
-    if not _version(low) <= _version(current) < _version(high):
+    if not written_for(versions, current):
         raise KerasPatchError(
             f"kerasnets' patch {patch!r} (for {issue}) is written for Keras >={low},<{high}, "
             f"not {current}. See whether {issue} is fixed in Keras {current} (then remove "
@@ -193,15 +200,10 @@ def batch_seeded(layer, base, salt: int):
 TORCH_STORAGE_KERAS_VERSIONS = ("3.15", "3.16")
 
 
-def _knows_torch_storage() -> bool:
-    low, high = TORCH_STORAGE_KERAS_VERSIONS
-    return _version(low) <= _version(keras.__version__) < _version(high)
-
-
 def torch_variable_storage(variable):
     """The torch tensor holding a torch-backend Keras variable's value, or None (another
     backend, an unbuilt variable, or a Keras version this does not know)."""
-    if keras.backend.backend() != "torch" or not _knows_torch_storage():
+    if keras.backend.backend() != "torch" or not written_for(TORCH_STORAGE_KERAS_VERSIONS):
         return None
     return getattr(variable, "_value", None)
 
@@ -234,7 +236,7 @@ def torch_slots_follow_variable_layout():
     version this does not know.
     """
     global _SLOTS_PATCHED
-    if _SLOTS_PATCHED or not _knows_torch_storage():
+    if _SLOTS_PATCHED or not written_for(TORCH_STORAGE_KERAS_VERSIONS):
         return
     import torch
     from keras.src.optimizers import base_optimizer
@@ -247,8 +249,7 @@ def torch_slots_follow_variable_layout():
         reference = torch_variable_storage(reference_variable)
         storage = torch_variable_storage(slot)
         if (isinstance(reference, torch.Tensor) and isinstance(storage, torch.Tensor)
-                and reference.shape == storage.shape and not reference.is_contiguous()
-                and reference.stride() != storage.stride()):
+                and reference.shape == storage.shape and not reference.is_contiguous()):
             # preserve_format: the reference's strides where it is dense (a kernel
             # stored in torch's layout is), contiguous otherwise
             relaid = torch.empty_like(reference, dtype=storage.dtype, device=storage.device,
