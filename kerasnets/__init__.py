@@ -14,6 +14,12 @@ _startup.apply()
 
 import keras as _keras  # noqa: E402  (keras before anything that may import tensorflow)
 
+from kerasnets.backends import keras_patches as _keras_patches  # noqa: E402
+
+# On torch (eager), a Functional model's layers skip Keras' per-call bookkeeping where it
+# would do nothing: same calls, same results (kerasnets/backends/keras_patches.py).
+_keras_patches.torch_direct_layer_calls()
+
 from kerasnets import layers as _layers  # noqa: F401,E402  (registers the custom layers)
 from kerasnets.factory import create_model  # noqa: E402
 from kerasnets.features import FeatureInfo, FeatureModel  # noqa: E402

@@ -1,5 +1,5 @@
-"""The benchmark runner's bookkeeping (no workload is run: those are timed by
-``scripts/benchmark.py``, never by a test)."""
+"""The benchmark runner's bookkeeping (no workload is timed: those are timed by
+``scripts/benchmark.py``, never by a test; one tiny workload runs to check an option)."""
 
 import pytest
 
@@ -92,3 +92,27 @@ def test_runs_of_different_cpus_are_not_merged(tmp_path):
                        cpu="Intel Xeon")
     with pytest.raises(ValueError, match="different CPUs"):
         merge_runs([first, second])
+
+
+def test_keras_workload_can_run_every_layer_through_keras(monkeypatch):
+    """``"layer_calls_through_keras": true`` (and keras.applications, always) runs every
+    layer through Keras' ``Layer.__call__``: on torch no layer takes kerasnets' shortcut;
+    without it, every one does."""
+    from kerasnets.backends import keras_patches
+    from kerasnets.benchmarks.workloads import run_keras
+
+    calls = {"direct": 0, "keras": 0}
+    original = keras_patches._direct_call
+
+    def counted(*args):
+        outputs = original(*args)
+        calls["keras" if outputs is NotImplemented else "direct"] += 1
+        return outputs
+    monkeypatch.setattr(keras_patches, "_direct_call", counted)
+    spec = {"kind": "kerasnets", "model": "lenet5", "image_size": 28, "channels": 1,
+            "num_classes": 10, "batch_size": 4, "warmup": 1, "steps": 1}
+    for through_keras in (True, False):
+        calls.update(direct=0, keras=0)
+        result = run_keras({**spec, "layer_calls_through_keras": through_keras})
+        assert result["train_images_per_second"] > 0
+        assert (calls["direct"] > 0) == (not through_keras) and calls["keras"] == 0

@@ -1,5 +1,7 @@
 """The layers behind the zoo, against PyTorch's definitions."""
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -372,3 +374,118 @@ def test_fused_batch_norm_runs_on_the_cpu_of_torch_and_tf_only(monkeypatch, cpu)
     layer.build(x.shape)
     fused = kernels.batch_norm(layer, keras.ops.convert_to_tensor(x), training=True)
     assert (fused is not None) == (cpu and keras.backend.backend() in ("torch", "tensorflow"))
+
+
+def _count_direct_calls(monkeypatch):
+    """Count the layer calls kerasnets' torch shortcut takes ("direct") and leaves to
+    Keras' ``Layer.__call__`` ("keras")."""
+    from kerasnets.backends import keras_patches
+
+    calls = {"direct": 0, "keras": 0}
+    original = keras_patches._direct_call
+
+    def counted(*args):
+        outputs = original(*args)
+        calls["keras" if outputs is NotImplemented else "direct"] += 1
+        return outputs
+    monkeypatch.setattr(keras_patches, "_direct_call", counted)
+    return calls
+
+
+@keras.saving.register_keras_serializable(package="kerasnets_tests")
+class _DoublesByDefault(keras.layers.Layer):
+    """A layer whose ``training`` defaults to True, and one that fails on request."""
+
+    fail = False
+
+    def call(self, x, training=True):
+        if self.fail:
+            raise ValueError("asked to fail")
+        return x * 2.0 if training else x
+
+
+def _branchy_model():
+    from kerasnets.layers import BatchNormalization, Conv2D, DepthwiseConv2D
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.ReLU()(BatchNormalization(momentum=0.5)(Conv2D(6, 3, padding="same")(inputs)))
+    y = BatchNormalization(momentum=0.5)(DepthwiseConv2D(3, padding="same")(x))
+    x = _DoublesByDefault(name="doubles")(keras.layers.Add()([x, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4)(x))
+
+
+@pytest.mark.one_backend("torch")
+def test_torch_direct_layer_calls_equal_keras_calls(monkeypatch):
+    """On torch a Functional model's layers are called without Keras' ``Layer.__call__``
+    where it would do nothing more (keras_patches.torch_direct_layer_calls): outputs in
+    training, inference and each layer's own default mode, moving statistics and
+    gradients are bit for bit those of Keras' path, every layer of a zoo model takes the
+    shortcut, and a failing layer still raises Keras' message naming it and its arguments."""
+    import kerasnets
+    from kerasnets.backends import keras_patches
+    from tests.helpers import gradients
+
+    calls = _count_direct_calls(monkeypatch)
+    model = _branchy_model()
+    x = np.random.RandomState(0).rand(4, 8, 8, 3).astype("float32")
+    start = model.get_weights()
+    results = []
+    for through_keras in (False, True):
+        model.set_weights(start)
+        scope = keras_patches.layer_calls_through_keras() if through_keras \
+            else contextlib.nullcontext()
+        with scope:
+            outputs = [to_numpy(model(x, training=training)) for training in (True, None, False)]
+            results.append((outputs, [w.copy() for w in model.get_weights()],
+                            gradients(model, x, training=True)))
+    (direct, direct_weights, direct_grads), (kept, kept_weights, kept_grads) = results
+    # every layer, in 3 calls and the gradients' one; through_keras never asks
+    assert calls == {"direct": 4 * (len(model.layers) - 1), "keras": 0}
+    for a, b in zip(direct + direct_weights + direct_grads, kept + kept_weights + kept_grads):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(direct[1], direct[2])  # training=None: "doubles" doubles
+    assert any(not np.array_equal(a, b) for a, b in zip(direct_weights, start))  # BN moved
+
+    dropout = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5)])
+    functional = keras.Model(dropout.inputs[0], dropout.layers[-1].output)
+    ones = np.ones((2, 64), "float32")
+    assert set(np.unique(to_numpy(functional(ones, training=True)))) == {0.0, 2.0}
+    np.testing.assert_array_equal(to_numpy(functional(ones)), ones)
+
+    calls.update(direct=0, keras=0)
+    zoo = kerasnets.create_model("mobilenet_v3_small", num_classes=3, input_shape=(32, 32, 3))
+    zoo(np.random.rand(2, 32, 32, 3).astype("float32"), training=True)
+    assert calls == {"direct": len(zoo.layers) - 1, "keras": 0}
+
+    model.get_layer("doubles").fail = True
+    with pytest.raises(ValueError, match=r"(?s)calling _DoublesByDefault\.call.*asked to fail"):
+        model(x)
+
+
+@pytest.mark.one_backend("torch")
+def test_torch_direct_layer_calls_leave_masks_and_mixed_precision_to_keras(monkeypatch):
+    """A layer given a masked input, computing in another dtype than its variables, or
+    given an input of another dtype, goes through Keras' ``Layer.__call__``; a mask a layer makes from unmasked inputs
+    (``Embedding(mask_zero=True)``) is still made, and the results are Keras'."""
+    from kerasnets.backends import keras_patches
+
+    calls = _count_direct_calls(monkeypatch)
+    tokens = keras.Input((5,), dtype="int32")
+    x = keras.layers.Embedding(7, 4, mask_zero=True)(tokens)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    masked = keras.Model(tokens, keras.layers.Dense(2)(x))
+    ids = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 6, 0]], "int32")
+    direct = to_numpy(masked(ids))
+    with keras_patches.layer_calls_through_keras():
+        np.testing.assert_array_equal(direct, to_numpy(masked(ids)))
+    assert calls == {"direct": 2, "keras": 1}  # the pooling layer sees the mask
+    assert masked.get_layer(index=1).compute_mask(ids, None) is not None
+
+    calls.update(direct=0, keras=0)
+    inputs = keras.Input((6,))
+    half = keras.layers.Dense(3, dtype="mixed_bfloat16")(inputs)
+    mixed = keras.Model(inputs, keras.layers.Dense(2)(half))
+    out = mixed(np.ones((2, 6), "float32"))
+    # the first computes in bfloat16, the second must cast its bfloat16 input
+    assert calls == {"direct": 0, "keras": 2} and str(out.dtype) == "torch.float32"

@@ -16,9 +16,10 @@ that weights and saved models never depend on the backend:
   (inference, training-mode outputs, gradients; one jitted call on JAX);
 * :mod:`kerasnets.backends.keras_patches`: every patch of Keras internals, each
   named with the upstream issue it works around, applied only to the Keras
-  versions it was written for, and undone after use (one, which changes only where
-  numbers sit in memory, is installed for the process: optimizer slots in their
-  variable's torch strides);
+  versions it was written for, and undone after use (two, which change no result, are
+  installed for the process: optimizer slots in their variable's torch strides, and
+  torch's Functional models calling their layers without ``Layer.__call__``'s
+  bookkeeping where it would do nothing);
 * :mod:`kerasnets.backends.tf_graph`: running Keras preprocessing layers as a
   TensorFlow graph for the input pipelines when TensorFlow is installed;
 * :mod:`kerasnets.backends.devices`: which backend, and which kind of device, a

@@ -356,11 +356,15 @@ def _update_moving_statistics(layer, mean, variance):
 
 def _torch_fused_batch_norm(layer, inputs, training):
     """``torch.nn.functional.batch_norm``; the batch statistics are read from scratch
-    buffers it updates with momentum 1."""
+    buffers it updates with momentum 1.
+
+    Written in torch's own ops, not Keras': 52 BatchNormalizations of a MobileNetV2
+    called through Keras' ops (each converting its Python scalars to tensors) cost
+    about 0.3 ms each in Python per step, on the ~140 ms step at 64x64."""
     import torch
     import torch.nn.functional as F
 
-    x = ops.convert_to_tensor(inputs)
+    x = inputs if isinstance(inputs, torch.Tensor) else ops.convert_to_tensor(inputs)
     axis = layer.axis % x.ndim
     if x.device.type != "cpu" or x.ndim not in (2, 4) or axis not in (1, x.ndim - 1) \
             or x.dtype not in (torch.float32, torch.float64) or layer.renorm \
@@ -376,15 +380,29 @@ def _torch_fused_batch_norm(layer, inputs, training):
     beta = layer.beta.value.to(x.dtype) if layer.center else None
     if training:
         mean = torch.zeros(channels, dtype=x.dtype)
-        unbiased = torch.ones(channels, dtype=x.dtype)
-        out = F.batch_norm(nchw, mean, unbiased, gamma, beta, training=True, momentum=1.0,
+        variance = torch.ones(channels, dtype=x.dtype)
+        out = F.batch_norm(nchw, mean, variance, gamma, beta, training=True, momentum=1.0,
                            eps=layer.epsilon)
-        _update_moving_statistics(layer, mean, unbiased * ((n - 1) / n))
+        # Keras' update (moving * m + batch * (1 - m), in the batch's dtype) with the
+        # biased variance; not in place: torch's backward reads the buffers
+        biased = variance * ((n - 1) / n)
+        m = layer.momentum
+        with torch.no_grad():
+            for moving, batch in ((layer.moving_mean, mean), (layer.moving_variance, biased)):
+                moving.assign(moving.value.to(batch.dtype) * m + batch * (1 - m))
     else:
         out = F.batch_norm(nchw, layer.moving_mean.value.to(x.dtype),
                            layer.moving_variance.value.to(x.dtype), gamma, beta,
                            training=False, eps=layer.epsilon)
-    return ops.cast(out.permute(0, 2, 3, 1) if channels_last else out, layer.compute_dtype)
+    out = out.permute(0, 2, 3, 1) if channels_last else out
+    return out if out.dtype == _torch_dtype(layer.compute_dtype) else \
+        ops.cast(out, layer.compute_dtype)
+
+
+def _torch_dtype(name):
+    import torch
+
+    return getattr(torch, name)
 
 
 def _tf_fused_batch_norm(layer, inputs, training):

@@ -5,7 +5,10 @@ at import, and a fresh process gives an honest peak memory).
 ``RESULT {...}``. Kinds:
 
 * ``kerasnets`` / ``keras_apps``: ``model.fit`` training and ``model.predict``
-  inference on random images held in memory, on the current Keras backend;
+  inference on random images held in memory, on the current Keras backend
+  (``"layer_calls_through_keras": true``: every layer through Keras' ``Layer.__call__``,
+  without kerasnets' torch shortcut, to measure what the shortcut saves; keras.applications
+  always runs so, as its users get it);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
 * ``pipeline``: one input pipeline alone (batches per second, no model);
@@ -90,6 +93,17 @@ def _keras_model(spec):
 
 def run_keras(spec):
     """Training and inference throughput of a Keras model through fit/predict."""
+    import contextlib
+
+    from kerasnets.backends import keras_patches
+
+    through_keras = spec.get("layer_calls_through_keras") or spec["kind"] == "keras_apps"
+    with (keras_patches.layer_calls_through_keras() if through_keras
+          else contextlib.nullcontext()):
+        return _run_keras(spec)
+
+
+def _run_keras(spec):
     import keras
 
     keras.utils.set_random_seed(0)
