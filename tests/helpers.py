@@ -36,6 +36,22 @@ def gradients(model, x, training=False):
     return _gradients(model, x, _probe_loss, training=training)
 
 
+def count_direct_layer_calls(monkeypatch):
+    """Count the layer calls kerasnets' torch shortcut takes ("direct") and leaves to
+    Keras' ``Layer.__call__`` ("keras")."""
+    from kerasnets.backends import keras_patches
+
+    calls = {"direct": 0, "keras": 0}
+    original = keras_patches._direct_call
+
+    def counted(*args):
+        outputs = original(*args)
+        calls["keras" if outputs is NotImplemented else "direct"] += 1
+        return outputs
+    monkeypatch.setattr(keras_patches, "_direct_call", counted)
+    return calls
+
+
 def record(check, name, value):
     """Append a measured difference to $KERASNETS_PARITY_LOG (when set), so that the
     worst figure of each check can be reported from a test run."""

@@ -98,17 +98,10 @@ def test_keras_workload_can_run_every_layer_through_keras(monkeypatch):
     """``"layer_calls_through_keras": true`` (and keras.applications, always) runs every
     layer through Keras' ``Layer.__call__``: on torch no layer takes kerasnets' shortcut;
     without it, every one does."""
-    from kerasnets.backends import keras_patches
     from kerasnets.benchmarks.workloads import run_keras
+    from tests.helpers import count_direct_layer_calls
 
-    calls = {"direct": 0, "keras": 0}
-    original = keras_patches._direct_call
-
-    def counted(*args):
-        outputs = original(*args)
-        calls["keras" if outputs is NotImplemented else "direct"] += 1
-        return outputs
-    monkeypatch.setattr(keras_patches, "_direct_call", counted)
+    calls = count_direct_layer_calls(monkeypatch)
     spec = {"kind": "kerasnets", "model": "lenet5", "image_size": 28, "channels": 1,
             "num_classes": 10, "batch_size": 4, "warmup": 1, "steps": 1}
     for through_keras in (True, False):

@@ -8,7 +8,7 @@ import pytest
 
 from kerasnets.layers import AdaptiveAveragePooling2D, DepthwiseConv2D, GroupConv2D
 from kerasnets.layers.blocks import _ceil_mode_extra
-from tests.helpers import to_numpy
+from tests.helpers import count_direct_layer_calls, to_numpy
 
 
 def torch_adaptive_avg_pool(x, out):
@@ -376,22 +376,6 @@ def test_fused_batch_norm_runs_on_the_cpu_of_torch_and_tf_only(monkeypatch, cpu)
     assert (fused is not None) == (cpu and keras.backend.backend() in ("torch", "tensorflow"))
 
 
-def _count_direct_calls(monkeypatch):
-    """Count the layer calls kerasnets' torch shortcut takes ("direct") and leaves to
-    Keras' ``Layer.__call__`` ("keras")."""
-    from kerasnets.backends import keras_patches
-
-    calls = {"direct": 0, "keras": 0}
-    original = keras_patches._direct_call
-
-    def counted(*args):
-        outputs = original(*args)
-        calls["keras" if outputs is NotImplemented else "direct"] += 1
-        return outputs
-    monkeypatch.setattr(keras_patches, "_direct_call", counted)
-    return calls
-
-
 @keras.saving.register_keras_serializable(package="kerasnets_tests")
 class _DoublesByDefault(keras.layers.Layer):
     """A layer whose ``training`` defaults to True, and one that fails on request."""
@@ -426,7 +410,7 @@ def test_torch_direct_layer_calls_equal_keras_calls(monkeypatch):
     from kerasnets.backends import keras_patches
     from tests.helpers import gradients
 
-    calls = _count_direct_calls(monkeypatch)
+    calls = count_direct_layer_calls(monkeypatch)
     model = _branchy_model()
     x = np.random.RandomState(0).rand(4, 8, 8, 3).astype("float32")
     start = model.get_weights()
@@ -470,7 +454,7 @@ def test_torch_direct_layer_calls_leave_masks_and_mixed_precision_to_keras(monke
     (``Embedding(mask_zero=True)``) is still made, and the results are Keras'."""
     from kerasnets.backends import keras_patches
 
-    calls = _count_direct_calls(monkeypatch)
+    calls = count_direct_layer_calls(monkeypatch)
     tokens = keras.Input((5,), dtype="int32")
     x = keras.layers.Embedding(7, 4, mask_zero=True)(tokens)
     x = keras.layers.GlobalAveragePooling1D()(x)
