@@ -358,9 +358,11 @@ def _torch_fused_batch_norm(layer, inputs, training):
     """``torch.nn.functional.batch_norm``; the batch statistics are read from scratch
     buffers it updates with momentum 1.
 
-    Written in torch's own ops, not Keras': 52 BatchNormalizations of a MobileNetV2
-    called through Keras' ops (each converting its Python scalars to tensors) cost
-    about 0.3 ms each in Python per step, on the ~140 ms step at 64x64."""
+    The moving statistics are updated in torch's own ops, with Keras' arithmetic: Keras'
+    ops convert each Python scalar to a tensor (0.3 ms a layer per forward pass under
+    cProfile). No step got measurably faster for it: MobileNetV2 at 64x64 trained at
+    248.7 and 246.9 images/s before, 240.5 and 229.9 after, in alternating
+    ``python -m kerasnets.benchmarks.workloads`` runs (docs/benchmarks.md)."""
     import torch
     import torch.nn.functional as F
 
@@ -395,14 +397,8 @@ def _torch_fused_batch_norm(layer, inputs, training):
                            layer.moving_variance.value.to(x.dtype), gamma, beta,
                            training=False, eps=layer.epsilon)
     out = out.permute(0, 2, 3, 1) if channels_last else out
-    return out if out.dtype == _torch_dtype(layer.compute_dtype) else \
+    return out if out.dtype == getattr(torch, layer.compute_dtype) else \
         ops.cast(out, layer.compute_dtype)
-
-
-def _torch_dtype(name):
-    import torch
-
-    return getattr(torch, name)
 
 
 def _tf_fused_batch_norm(layer, inputs, training):
