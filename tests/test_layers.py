@@ -153,6 +153,92 @@ def test_max_pool_rewrite_equals_keras_max_pool(size, k, stride, padding):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+ZERO_PADDINGS = [(9, 2, 1), (8, 2, 1), (8, 1, ((0, 1), (2, 1))), (7, 3, 3)]
+
+
+def _with_zero_padding(kind, stride, zero_padding):
+    """kerasnets' ``kind`` with ``zero_padding``, and the Keras layer it extends, "valid"."""
+    from kerasnets.layers import Conv2D
+
+    ours, theirs, kwargs = {
+        "Conv2D": (Conv2D, keras.layers.Conv2D, dict(filters=6, kernel_size=3)),
+        "GroupConv2D": (GroupConv2D, keras.layers.Conv2D,
+                        dict(filters=6, kernel_size=3, groups=2)),
+        "DepthwiseConv2D": (DepthwiseConv2D, keras.layers.DepthwiseConv2D,
+                            dict(kernel_size=3)),
+    }[kind]
+    return ours(strides=stride, zero_padding=zero_padding, **kwargs), theirs(strides=stride, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["Conv2D", "GroupConv2D", "DepthwiseConv2D"])
+@pytest.mark.parametrize("size,stride,zero_padding", ZERO_PADDINGS)
+def test_zero_padding_equals_a_zero_padding_layer_in_front(kind, size, stride, zero_padding):
+    """A convolution told ``zero_padding`` (torch's ``padding``; on torch's CPU padded
+    inside torch's kernel) gives the outputs and gradients of a ZeroPadding2D followed
+    by Keras' "valid" convolution, input gradients included (through a convolution in
+    front), symmetric or not, for every stride the zoo uses."""
+    x = np.random.rand(2, size, size, 4).astype("float32")
+    ours, reference = _with_zero_padding(kind, stride, zero_padding)
+    ours.build((None, size, size, 4)), reference.build((None, None, None, 4))
+    reference.set_weights(ours.get_weights())
+
+    def behind_a_conv(layer):
+        front = keras.layers.Conv2D(4, 1, kernel_initializer="ones")
+        return _outputs_and_gradients(lambda t: layer(front(t)), x)
+
+    y, g = behind_a_conv(ours)
+    y_ref, g_ref = behind_a_conv(lambda t: reference(keras.layers.ZeroPadding2D(zero_padding)(t)))
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_zero_padding_is_torchs_kernel_padding_on_torchs_cpu_only(monkeypatch, cpu, stride):
+    """On torch's CPU the zeros go to torch's convolution (no padded copy); on a (faked)
+    GPU and on TF and JAX they are added first, as ZeroPadding2D adds them."""
+    from kerasnets.backends import devices, kernels
+    from kerasnets.layers import Conv2D
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    pads, real_pad = [], kernels.ops.pad
+    monkeypatch.setattr(kernels.ops, "pad", lambda *a, **k: pads.append(1) or real_pad(*a, **k))
+    x = np.random.rand(1, 8, 8, 4).astype("float32")
+    for layer in (Conv2D(4, 3, strides=stride, zero_padding=1),
+                  GroupConv2D(4, 3, strides=stride, groups=2, zero_padding=1),
+                  DepthwiseConv2D(3, strides=stride, zero_padding=1)):
+        assert tuple(layer(x).shape) == (1, 8 // stride, 8 // stride, 4)
+    inside = cpu and keras.backend.backend() == "torch"
+    assert len(pads) == (0 if inside else 3)
+
+
+def test_zero_padding_is_saved_and_checked(tmp_path):
+    """``zero_padding`` survives ``.keras`` saving; a convolution without it keeps Keras'
+    config; a bad value or one combined with "same" is refused with what to do."""
+    from kerasnets.layers import Conv2D
+
+    inputs = keras.Input((9, 9, 3))
+    outputs = DepthwiseConv2D(3, strides=2, zero_padding=((1, 2), (0, 1)))(
+        Conv2D(4, 3, strides=2, zero_padding=1)(inputs))
+    model = keras.Model(inputs, outputs)
+    assert model.output_shape == (None, 3, 2, 4)  # 9 -> 5 -> (5 + 3, 5 + 1) -> (3, 2)
+    x = np.random.rand(2, 9, 9, 3).astype("float32")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert loaded.layers[1].zero_padding == ((1, 1), (1, 1))
+    assert loaded.layers[2].zero_padding == ((1, 2), (0, 1))
+    np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
+    assert "zero_padding" not in Conv2D(4, 3).get_config()
+    assert Conv2D(4, 3, zero_padding=0).zero_padding is None
+    with pytest.raises(ValueError, match="needs padding=\"valid\""):
+        Conv2D(4, 3, padding="same", zero_padding=1)
+    for bad in (-1, ((1, 1),), "1", ((1, -1), (0, 0))):
+        with pytest.raises(ValueError, match="zero_padding must be a non-negative int"):
+            Conv2D(4, 3, zero_padding=bad)
+
+
 @pytest.mark.parametrize("cpu", [True, False])
 def test_cpu_conv_forms_run_on_the_cpu_only(monkeypatch, cpu):
     """On JAX's CPU a 1x1 convolution and a 3x3 one with a 2x2 output are matmuls, and on

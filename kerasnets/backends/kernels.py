@@ -21,6 +21,8 @@ every convolution (NHWC)   torch       torch's own kernel on the channels_last v
 max / average pooling      torch       without Keras' copies (``torch_cpu``)
 Conv2D kernel storage      torch       torch's memory order, Keras' shape and values
 strided 1x1 convolution    torch       strided slice + 1x1 stride-1 convolution
+torch's explicit padding   torch       inside torch's kernel (no padded copy); elsewhere
+                                       the zeros are added first, as ZeroPadding2D does
 BatchNormalization         torch, TF   one fused kernel (``batch_norm`` below)
 NCHW conv and pooling      TF          in NHWC between two transposes
 =========================  ==========  ===========================================
@@ -38,7 +40,7 @@ import keras
 from keras import ops
 
 from kerasnets.backends import devices
-from kerasnets.backends.padding import output_size, pair, same_padding
+from kerasnets.backends.padding import is_explicit, output_size, pair, same_padding
 
 
 # XLA:CPU's convolution is slow on tiny feature maps (a 3x3 512->512 convolution on
@@ -81,6 +83,17 @@ def store_conv_kernel(variable, data_format) -> None:
         torch_cpu.store_in_torch_layout(variable)
 
 
+def _zero_pad(inputs, padding, data_format):
+    """``(inputs, padding)`` for Keras' ops, which take "valid" or "same" only: explicit
+    ``((top, bottom), (left, right))`` zeros are added first (what ``ZeroPadding2D``
+    does) and the convolution is then "valid"."""
+    if not is_explicit(padding):
+        return inputs, padding
+    spatial = [tuple(pad) for pad in padding]
+    pads = [(0, 0), *spatial, (0, 0)] if data_format == "channels_last" else [(0, 0), (0, 0), *spatial]
+    return ops.pad(inputs, pads), "valid"
+
+
 def _in_nhwc(op, inputs, **kwargs):
     """``op(inputs, data_format="channels_last", **kwargs)`` on NCHW ``inputs``, as NCHW."""
     out = op(ops.transpose(inputs, (0, 2, 3, 1)), data_format="channels_last", **kwargs)
@@ -90,10 +103,17 @@ def _in_nhwc(op, inputs, **kwargs):
 def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
     """2-D convolution with a ``Conv2D`` kernel ``(kh, kw, in, out)``.
 
+    ``padding`` is "valid", "same" or torch's explicit zeros ``((top, bottom), (left,
+    right))`` (see ``kerasnets.layers.Conv2D``'s ``zero_padding``): torch's CPU pads
+    inside its kernel, every other device adds the zeros first.
+
     On JAX on the CPU, a 1x1 convolution is one matmul and a convolution whose output
     has at most ``IM2COL_MAX_OUTPUT_PIXELS`` pixels is im2col + one matmul; both are
     the same sums as ``lax.conv`` (float64 gradient parity in the tests).
     """
+    if not _torch_cpu_nhwc(data_format) or _strided_1x1_on_torch_cpu(kernel, strides,
+                                                                    dilation_rate):
+        inputs, padding = _zero_pad(inputs, padding, data_format)
     if _tf_cpu_nchw(data_format):
         return _in_nhwc(ops.conv, inputs, kernel=kernel, strides=strides, padding=padding,
                         dilation_rate=dilation_rate)
@@ -203,13 +223,15 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
     * torch's CPU: torch's own kernel without Keras' copies (``torch_cpu.conv``);
     * every GPU: Keras' op (native kernels).
     """
-    if _tf_cpu_nchw(data_format):  # one pair of transposes, not one per group
-        return _in_nhwc(grouped_conv, inputs, kernel=kernel, strides=strides, padding=padding,
-                        dilation_rate=dilation_rate, groups=groups, form=form)
     if groups == 1:
         return conv(inputs, kernel, strides=strides, padding=padding,
                     dilation_rate=dilation_rate, data_format=data_format)
     form = form or grouped_conv_form(inputs.dtype)
+    if not (form == "torch" and _torch_cpu_nhwc(data_format)):
+        inputs, padding = _zero_pad(inputs, padding, data_format)
+    if _tf_cpu_nchw(data_format):  # one pair of transposes, not one per group
+        return _in_nhwc(grouped_conv, inputs, kernel=kernel, strides=strides, padding=padding,
+                        dilation_rate=dilation_rate, groups=groups, form=form)
     if form == "torch" and data_format == "channels_last":
         from kerasnets.backends import torch_cpu
 
@@ -263,7 +285,10 @@ def depthwise_conv(inputs, kernel, *, strides, padding, dilation_rate, data_form
     On JAX (XLA:CPU) a depthwise convolution is a grouped convolution with one
     group per channel, which XLA:CPU runs 5-10x slower than TensorFlow; there it is
     written as ``kh * kw`` shifted multiply-adds, which XLA fuses into one loop.
+    ``padding`` as in :func:`conv`.
     """
+    if not _torch_cpu_nhwc(data_format):
+        inputs, padding = _zero_pad(inputs, padding, data_format)
     if _tf_cpu_nchw(data_format):
         return _in_nhwc(ops.depthwise_conv, inputs, kernel=kernel, strides=strides,
                         padding=padding, dilation_rate=dilation_rate)

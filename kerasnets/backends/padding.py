@@ -22,3 +22,14 @@ def output_size(size, k, stride, padding):
     if size is None:
         return None
     return -(-size // stride) if padding == "same" else (size - k) // stride + 1
+
+
+def is_explicit(padding) -> bool:
+    """True for torch-style explicit zero padding ``((top, bottom), (left, right))``,
+    False for Keras' ``"valid"`` / ``"same"``."""
+    return not isinstance(padding, str)
+
+
+def padded_size(size, before_after):
+    """Length along one axis after adding ``(before, after)`` zeros; None if unknown."""
+    return None if size is None else size + before_after[0] + before_after[1]

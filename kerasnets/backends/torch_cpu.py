@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from kerasnets.backends import keras_patches
-from kerasnets.backends.padding import pair, same_padding
+from kerasnets.backends.padding import is_explicit, pair, same_padding
 
 
 class _KerasKernel(torch.autograd.Function):
@@ -86,12 +86,22 @@ def store_in_torch_layout(variable) -> bool:
 
 
 def _padded(x, kernel_size, strides, dilation, padding, mode="constant"):
-    """``x`` (NCHW) and the symmetric padding to pass to torch for Keras' ``padding``;
-    an asymmetric "same" padding is applied to ``x`` with ``mode``, as Keras does."""
+    """``x`` (NCHW) and the symmetric padding to pass to torch for ``padding`` (Keras'
+    "valid" or "same", or explicit ``((top, bottom), (left, right))`` zeros); an
+    asymmetric padding is applied to ``x`` with ``mode``, as Keras does.
+
+    Explicit zeros go to torch's kernel, not into a padded copy: the copy (``F.pad``)
+    and a stride-2 "valid" convolution over it took 1.1-3x as long, forward + backward,
+    as the convolution told to pad (MobileNetV2's 3x3/2 depthwise at 32x32x96, batch
+    32: 7.8-8.3 against 2.7-2.9 ms; ResNet-18's 3x3/2 to 512 at 7x7x256, batch 128:
+    91 against 67-70; ``docs/benchmarks.md``)."""
     if padding == "valid":
         return x, 0
-    pads = [same_padding(x.shape[2 + a], kernel_size[a], strides[a], dilation[a])
-            for a in range(2)]
+    if is_explicit(padding):
+        pads = [tuple(pad) for pad in padding]
+    else:
+        pads = [same_padding(x.shape[2 + a], kernel_size[a], strides[a], dilation[a])
+                for a in range(2)]
     if all(before == after for before, after in pads):
         return x, [before for before, _ in pads]
     (top, bottom), (left, right) = pads

@@ -5,8 +5,9 @@ Each helper takes a tensor and returns a tensor, creates named layers only
 that torchvision's weights give torchvision's outputs:
 
 * padding is given as torch gives it (an int per side); stride-1 convolutions
-  with symmetric padding use Keras ``"same"``, everything else pads explicitly,
-  because Keras ``"same"`` with stride 2 pads bottom/right only;
+  with symmetric padding use Keras ``"same"``, every other convolution takes
+  torch's zeros itself (``zero_padding``), because Keras ``"same"`` with stride 2
+  pads bottom/right only; pooling pads with a ``ZeroPadding2D`` layer;
 * BatchNorm takes torch's epsilon and momentum (Keras momentum = 1 - torch's);
 * the data format comes from ``keras.config.image_data_format()``, which
   :func:`kerasnets.create_model` sets while a model is built.
@@ -55,13 +56,14 @@ def conv2d(x, filters, kernel_size, *, name, stride=1, padding=None, groups=1,
     kernel_initializer = kernel_initializer or kaiming_normal_fan_out()
     if padding is None:
         padding = dilation * (kernel_size - 1) // 2
-    keras_padding = "valid"
+    keras_padding, zero_padding = "valid", None
     if padding and stride == 1 and 2 * padding == dilation * (kernel_size - 1):
         keras_padding = "same"  # identical to torch's symmetric padding here
     elif padding:
-        x = zero_pad(x, padding, name=f"{name}_pad")
+        zero_padding = padding  # the layer adds the zeros (torch's CPU: in its kernel)
     common = dict(kernel_size=kernel_size, strides=stride, padding=keras_padding,
-                  dilation_rate=dilation, use_bias=use_bias, name=name)
+                  zero_padding=zero_padding, dilation_rate=dilation, use_bias=use_bias,
+                  name=name)
     in_channels = num_channels(x)
     if groups == 1:
         layer = Conv2D(filters, kernel_initializer=kernel_initializer, **common)
