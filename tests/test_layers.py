@@ -239,6 +239,23 @@ def test_zero_padding_is_saved_and_checked(tmp_path):
             Conv2D(4, 3, zero_padding=bad)
 
 
+def test_padding_benchmark_times_both_forms_on_this_backend(capsys):
+    """``python -m kerasnets.benchmarks.padding`` (the figures behind ``zero_padding`` on
+    torch's CPU) runs with this backend's own convolution and prints one row per shape."""
+    import keras
+
+    from kerasnets.benchmarks import padding
+
+    padding.main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"{keras.backend.backend()}: forward + backward")
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "x8, batch 2" in line]
+    assert len(rows) == len(padding.QUICK)
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 4 and float(cells[3]) > 0
+
+
 @pytest.mark.parametrize("cpu", [True, False])
 def test_cpu_conv_forms_run_on_the_cpu_only(monkeypatch, cpu):
     """On JAX's CPU a 1x1 convolution and a 3x3 one with a 2x2 output are matmuls, and on
