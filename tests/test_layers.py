@@ -167,7 +167,8 @@ def _with_zero_padding(kind, stride, zero_padding):
         "DepthwiseConv2D": (DepthwiseConv2D, keras.layers.DepthwiseConv2D,
                             dict(kernel_size=3)),
     }[kind]
-    return ours(strides=stride, zero_padding=zero_padding, **kwargs), theirs(strides=stride, **kwargs)
+    return (ours(strides=stride, zero_padding=zero_padding, **kwargs),
+            theirs(strides=stride, **kwargs))
 
 
 @pytest.mark.parametrize("kind", ["Conv2D", "GroupConv2D", "DepthwiseConv2D"])
@@ -242,8 +243,6 @@ def test_zero_padding_is_saved_and_checked(tmp_path):
 def test_padding_benchmark_times_both_forms_on_this_backend(capsys):
     """``python -m kerasnets.benchmarks.padding`` (the figures behind ``zero_padding`` on
     torch's CPU) runs with this backend's own convolution and prints one row per shape."""
-    import keras
-
     from kerasnets.benchmarks import padding
 
     padding.main(["--quick"])

@@ -90,7 +90,8 @@ def _zero_pad(inputs, padding, data_format):
     if not is_explicit(padding):
         return inputs, padding
     spatial = [tuple(pad) for pad in padding]
-    pads = [(0, 0), *spatial, (0, 0)] if data_format == "channels_last" else [(0, 0), (0, 0), *spatial]
+    pads = ([(0, 0), *spatial, (0, 0)] if data_format == "channels_last"
+            else [(0, 0), (0, 0), *spatial])
     return ops.pad(inputs, pads), "valid"
 
 

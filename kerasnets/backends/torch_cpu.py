@@ -91,10 +91,11 @@ def _padded(x, kernel_size, strides, dilation, padding, mode="constant"):
     asymmetric padding is applied to ``x`` with ``mode``, as Keras does.
 
     Explicit zeros go to torch's kernel, not into a padded copy: the copy (``F.pad``)
-    and a stride-2 "valid" convolution over it took 1.1-3x as long, forward + backward,
-    as the convolution told to pad (MobileNetV2's 3x3/2 depthwise at 32x32x96, batch
-    32: 7.8-8.3 against 2.7-2.9 ms; ResNet-18's 3x3/2 to 512 at 7x7x256, batch 128:
-    91 against 67-70; ``docs/benchmarks.md``)."""
+    and a stride-2 "valid" convolution over it took 1.07-2.1x as long, forward +
+    backward, as the convolution told to pad (MobileNetV2's 3x3/2 depthwise at 32x32x96,
+    batch 32: 5.95 and 6.61 against 3.36 and 3.37 ms; ResNet-18's 3x3/2 to 512 at
+    7x7x256, batch 128: 87.1 against 64.3; ``KERAS_BACKEND=torch python -m
+    kerasnets.benchmarks.padding``, docs/benchmarks.md)."""
     if padding == "valid":
         return x, 0
     if is_explicit(padding):

@@ -121,7 +121,8 @@ def main(argv=None):
             first.append(_median_ms(padded, repeats))
             second.append(_median_ms(inside, repeats))
         kind = "depthwise " if depthwise else ""
-        print(f"| {kind}{k}x{k}/{stride} {cin}->{cout}, pad {pad}, on {size}x{size}, batch {batch} | "
+        print(f"| {kind}{k}x{k}/{stride} {cin}->{cout}, pad {pad}, on {size}x{size}, "
+              f"batch {batch} | "
               f"{first[0]:.2f}, {first[1]:.2f} | {second[0]:.2f}, {second[1]:.2f} | "
               f"{min(first) / min(second):.2f} |", flush=True)
 
