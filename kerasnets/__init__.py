@@ -8,8 +8,9 @@
 
 from kerasnets.backends import startup as _startup
 
-# Settings TensorFlow reads once, at import (quieter logs, oneDNN's CPU kernels): set
-# before Keras imports it; a value the user exported wins (kerasnets/backends/startup.py).
+# Settings a backend reads once, when it starts (TensorFlow's quieter logs and oneDNN's
+# CPU kernels; XLA:CPU's own convolutions for JAX): set before Keras imports TensorFlow and
+# before JAX starts; a value the user exported wins (kerasnets/backends/startup.py).
 _startup.apply()
 
 import keras as _keras  # noqa: E402  (keras before anything that may import tensorflow)

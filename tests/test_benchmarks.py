@@ -109,3 +109,40 @@ def test_keras_workload_can_run_every_layer_through_keras(monkeypatch):
         result = run_keras({**spec, "layer_calls_through_keras": through_keras})
         assert result["train_images_per_second"] > 0
         assert (calls["direct"] > 0) == (not through_keras) and calls["keras"] == 0
+
+
+def test_keras_applications_and_ynnpack_workloads_run_jax_default_convolutions(monkeypatch):
+    """keras.applications runs with JAX's own XLA:CPU convolutions (YNNPACK's), as its
+    users get them, and kerasnets too with ``"ynnpack_convolutions": true``; the user's
+    other XLA flags stay. Where kerasnets adds no flag (another jaxlib), nothing changes."""
+    from kerasnets.backends import startup
+    from kerasnets.benchmarks.workloads import use_jax_default_convolutions
+
+    monkeypatch.setattr(startup, "defaults", lambda: {"XLA_FLAGS": startup.XLA_OWN_CONVOLUTIONS})
+    user = "--xla_force_host_platform_device_count=2"
+    for spec, jax_default in (({"kind": "keras_apps"}, True),
+                              ({"kind": "kerasnets", "ynnpack_convolutions": True}, True),
+                              ({"kind": "kerasnets"}, False)):
+        environ = {"XLA_FLAGS": f"{user} {startup.XLA_OWN_CONVOLUTIONS}"}
+        assert use_jax_default_convolutions(spec, environ) == jax_default
+        expected = startup.YNN_CONVOLUTIONS if jax_default else startup.XLA_OWN_CONVOLUTIONS
+        assert environ["XLA_FLAGS"] == f"{user} {expected}"
+    monkeypatch.setattr(startup, "defaults", lambda: {})
+    environ = {}
+    assert not use_jax_default_convolutions({"kind": "keras_apps"}, environ)
+    assert environ == {}
+
+
+def test_xla_convolutions_benchmark_quick():
+    """The figures behind kerasnets' XLA flag: one row per layer, each setting timed in a
+    JAX process of its own."""
+    from kerasnets.backends import startup
+    from kerasnets.benchmarks import xla_convolutions
+
+    if "XLA_FLAGS" not in startup.defaults():
+        pytest.skip("kerasnets sets no XLA flag on this CPU and jaxlib")
+    table = xla_convolutions.compare(rounds=1, quick=True).splitlines()
+    assert len(table) == 2 + len(xla_convolutions.QUICK)
+    for row, layer in zip(table[2:], xla_convolutions.QUICK):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0].startswith(layer[0]) and all(float(c) > 0 for c in cells[1:])

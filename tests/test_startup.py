@@ -9,24 +9,81 @@ import pytest
 from kerasnets.backends import startup
 
 
+OWN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+
 def test_startup_sets_only_what_the_user_has_not():
     environ = {}
-    assert startup.apply(environ, modules={}, machine="x86_64") == {
-        "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    assert startup.apply(environ, modules={}, machine="x86_64", jaxlib="0.10.2") == {
+        "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1", "XLA_FLAGS": OWN}
     assert environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
     mine = {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    startup.apply(mine, modules={}, machine="x86_64")
+    startup.apply(mine, modules={}, machine="x86_64", jaxlib=None)
     assert mine == {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def test_startup_leaves_other_cpus_and_a_started_tensorflow_alone():
+def test_startup_adds_its_xla_flag_to_the_users_unless_they_name_it():
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    startup.apply(environ, modules={}, machine="x86_64", jaxlib="0.10.2")
+    assert environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4 " + OWN
+
+    theirs = "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
+    environ = {"XLA_FLAGS": theirs}
+    assert "XLA_FLAGS" not in startup.apply(environ, modules={}, machine="x86_64",
+                                            jaxlib="0.10.2")
+    assert environ["XLA_FLAGS"] == theirs  # JAX's own default, asked for: kept
+
+
+def test_startup_adds_no_xla_flag_an_unmeasured_jaxlib_may_not_know():
+    """XLA stops the process on an unknown flag: only the jaxlib releases it was measured
+    with get it, and none without jaxlib or off x86."""
+    for jaxlib, machine in (("0.9.2", "x86_64"), ("0.11.0", "x86_64"), (None, "x86_64"),
+                            ("0.10.2", "aarch64")):
+        environ = {}
+        startup.apply(environ, modules={}, machine=machine, jaxlib=jaxlib)
+        assert "XLA_FLAGS" not in environ, (jaxlib, machine)
+
+
+def test_startup_leaves_other_cpus_and_a_started_backend_alone():
     environ = {}
     startup.apply(environ, modules={}, machine="aarch64")
     assert "TF_ENABLE_ONEDNN_OPTS" not in environ  # measured on x86 only
     late = {}
-    assert startup.apply(late, modules={"tensorflow": object()}, machine="x86_64") == {}
+    assert "TF_ENABLE_ONEDNN_OPTS" not in startup.apply(
+        late, modules={"tensorflow": object()}, machine="x86_64", jaxlib=None)
     assert late == {}  # TensorFlow read its settings at import: too late to set them
+
+    class Bridge:  # jax._src.xla_bridge once JAX has started its CPU backend
+        _backends = {"cpu": object()}
+
+    started = {}
+    startup.apply(started, modules={"jax._src.xla_bridge": Bridge}, machine="x86_64",
+                  jaxlib="0.10.2")
+    assert "XLA_FLAGS" not in started  # JAX read XLA_FLAGS when it started
+    Bridge._backends = {}  # imported, not started: XLA_FLAGS is still read later
+    startup.apply(started, modules={"jax._src.xla_bridge": Bridge}, machine="x86_64",
+                  jaxlib="0.10.2")
+    assert started["XLA_FLAGS"] == OWN
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's XLA:CPU")
+def test_jax_convolutions_run_xla_own_kernel_after_import_kerasnets():
+    """conftest imports kerasnets before JAX starts, as scripts/ do, so the suite runs JAX
+    as users get it: a convolution compiles to XLA:CPU's own kernel, not a YNNPACK fusion
+    (which JAX 0.10.2 picks for one this size by default)."""
+    import jax
+    from jax import lax
+
+    if startup.YNN_FUSION_FLAG not in os.environ.get("XLA_FLAGS", ""):
+        pytest.skip("not an x86 CPU with a jaxlib kerasnets measured the flag with")
+    if startup.XLA_OWN_CONVOLUTIONS not in os.environ["XLA_FLAGS"]:
+        pytest.skip("XLA_FLAGS names the flag itself (the user's choice)")
+    x, k = jax.numpy.ones((8, 16, 16, 64)), jax.numpy.ones((3, 3, 64, 64))
+    conv = jax.jit(lambda x, k: lax.conv_general_dilated(
+        x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    compiled = conv.lower(x, k).compile().as_text()
+    assert " convolution(" in compiled and "ynn_fusion" not in compiled
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's own setting")

@@ -1,25 +1,41 @@
 """Backend settings read once, when a backend starts: environment variables that
-``import kerasnets`` sets before it imports Keras (and so TensorFlow).
+``import kerasnets`` sets before it imports Keras (and so TensorFlow), and before JAX
+starts its CPU backend.
 
-Each is a default: a value the user exported always wins, and nothing is set once
-TensorFlow has been imported (too late to take effect; a process that imports
-``tensorflow`` or ``keras`` with the TensorFlow backend before ``kerasnets`` keeps
-TensorFlow's own default).
+Each is a default: a value the user exported always wins, and nothing is set once the
+backend that reads it has started (too late to take effect: a process that imports
+``tensorflow``, or ``keras`` with the TensorFlow backend, before ``kerasnets`` keeps
+TensorFlow's own default; one that ran a JAX computation first keeps XLA's flags).
 
-=========================  ============  =============================================
-variable                   value         why
-=========================  ============  =============================================
-``TF_CPP_MIN_LOG_LEVEL``   ``2``         TensorFlow's C++ INFO lines drown progress bars
-``TF_ENABLE_ONEDNN_OPTS``  ``1``         x86 CPUs only: TensorFlow turns its oneDNN
-                                         kernels on by itself only on CPUs with
-                                         AVX-512; on an AMD EPYC without it they train
-                                         ResNet-18 faster (docs/benchmarks.md)
-=========================  ============  =============================================
+=========================  ===========================  ==================================
+variable                   value                        why
+=========================  ===========================  ==================================
+``TF_CPP_MIN_LOG_LEVEL``   ``2``                        TensorFlow's C++ INFO lines drown
+                                                        progress bars
+``TF_ENABLE_ONEDNN_OPTS``  ``1``                        x86 CPUs only: TensorFlow turns its
+                                                        oneDNN kernels on by itself only on
+                                                        CPUs with AVX-512; on an AMD EPYC
+                                                        without it they train ResNet-18
+                                                        faster (docs/benchmarks.md)
+``XLA_FLAGS``              ``--xla_cpu_experimental_    x86 CPUs, jaxlib 0.10 only: XLA:CPU
+                           ynn_fusion_type=             runs convolutions as YNNPACK
+                           -individual_convolution``    fusions by default, 1.3-2.3x slower
+                           added to the user's flags    forward + backward than its own
+                                                        (Eigen) convolution on every layer
+                                                        of the zoo measured
+                                                        (docs/benchmarks.md)
+=========================  ===========================  ==================================
 
 oneDNN's kernels sum in another order than TensorFlow's Eigen ones ("slightly
-different numerical results", TensorFlow's start-up message): the parity suite
-(``scripts/parity.py``) and the torchvision logits tests pass with them at the
-same tolerances.
+different numerical results", TensorFlow's start-up message), and XLA's own convolution
+in another order than YNNPACK's: the parity suite (``scripts/parity.py``) and the
+torchvision logits tests pass with them at the same tolerances.
+
+``XLA_FLAGS`` holds many flags: kerasnets adds its one flag to the user's unless they
+name that flag themselves (``--xla_cpu_experimental_ynn_fusion_type=+individual_convolution``
+keeps JAX's own default). The flag is XLA:CPU's: a GPU's convolutions are untouched. XLA
+stops a process on a flag it does not know, so it is added only for the jaxlib releases
+it was measured with (``YNN_FLAG_JAXLIB_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -27,24 +43,62 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from importlib import metadata
+
+YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+# XLA's own convolution instead of YNNPACK's (kerasnets' default) / JAX's own default,
+# spelled out (the benchmark runs keras.applications with it, as its users get it).
+XLA_OWN_CONVOLUTIONS = YNN_FUSION_FLAG + "=-individual_convolution"
+YNN_CONVOLUTIONS = YNN_FUSION_FLAG + "=+individual_convolution"
+YNN_FLAG_JAXLIB_VERSIONS = ("0.10.",)
 
 
-def defaults(machine: str | None = None) -> dict:
-    """The variables kerasnets sets on this ``machine`` (``platform.machine()``)."""
-    machine = (machine or platform.machine()).lower()
+def _x86(machine: str | None) -> bool:
+    return (machine or platform.machine()).lower() in ("x86_64", "amd64")
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        return metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def defaults(machine: str | None = None, jaxlib: str | None = "installed") -> dict:
+    """The variables kerasnets sets on this ``machine`` (``platform.machine()``) with this
+    ``jaxlib`` version (default: the installed one; None: not installed). ``XLA_FLAGS``
+    is the flag kerasnets adds to the user's."""
+    jaxlib = _jaxlib_version() if jaxlib == "installed" else jaxlib
     values = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    if machine in ("x86_64", "amd64"):
+    if _x86(machine):
         values["TF_ENABLE_ONEDNN_OPTS"] = "1"
+        if jaxlib and jaxlib.startswith(YNN_FLAG_JAXLIB_VERSIONS):
+            values["XLA_FLAGS"] = XLA_OWN_CONVOLUTIONS
     return values
 
 
-def apply(environ=None, modules=None, machine: str | None = None) -> dict:
-    """Set each of :func:`defaults` that ``environ`` lacks, unless TensorFlow is already
-    in ``modules``; returns what was set."""
+def _jax_started(modules) -> bool:
+    """Whether JAX has started a backend: it reads ``XLA_FLAGS`` then, not at import."""
+    bridge = modules.get("jax._src.xla_bridge")
+    return bool(getattr(bridge, "_backends", None))
+
+
+def apply(environ=None, modules=None, machine: str | None = None,
+          jaxlib: str | None = "installed") -> dict:
+    """Set each of :func:`defaults` that ``environ`` lacks, unless the backend that reads
+    it has started (TensorFlow imported, JAX's backend running); returns what was set
+    (for ``XLA_FLAGS``, the whole new value)."""
     environ = os.environ if environ is None else environ
     modules = sys.modules if modules is None else modules
-    if "tensorflow" in modules:
-        return {}
-    chosen = {k: v for k, v in defaults(machine).items() if k not in environ}
+    chosen = {}
+    for name, value in defaults(machine, jaxlib).items():
+        if name == "XLA_FLAGS":
+            flags = environ.get(name, "")
+            if YNN_FUSION_FLAG in flags or _jax_started(modules):
+                continue
+            value = f"{flags} {value}".strip()
+        elif name in environ or "tensorflow" in modules:
+            continue
+        chosen[name] = value
     environ.update(chosen)
     return chosen

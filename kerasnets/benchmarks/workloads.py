@@ -7,8 +7,10 @@ at import, and a fresh process gives an honest peak memory).
 * ``kerasnets`` / ``keras_apps``: ``model.fit`` training and ``model.predict``
   inference on random images held in memory, on the current Keras backend
   (``"layer_calls_through_keras": true``: every layer through Keras' ``Layer.__call__``,
-  without kerasnets' torch shortcut, to measure what the shortcut saves; keras.applications
-  always runs so, as its users get it);
+  without kerasnets' torch shortcut, to measure what the shortcut saves;
+  ``"ynnpack_convolutions": true``: JAX's CPU convolutions as YNNPACK fusions, JAX's
+  default, instead of XLA's own kernel that ``import kerasnets`` asks for, to measure what
+  that flag changes; keras.applications always runs both ways as its users get them);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
 * ``pipeline``: one input pipeline alone (batches per second, no model);
@@ -19,6 +21,7 @@ at import, and a fresh process gives an honest peak memory).
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -287,8 +290,26 @@ RUNNERS = {"matmul": run_matmul, "kerasnets": run_keras, "keras_apps": run_keras
            "pipeline": run_pipeline, "fit_pipeline": run_fit_pipeline}
 
 
+def use_jax_default_convolutions(spec, environ=None):
+    """For keras.applications (always) and ``"ynnpack_convolutions": true``: XLA:CPU's
+    convolutions as JAX's own default (YNNPACK fusions) instead of the XLA kernel that
+    ``import kerasnets`` asks for (``kerasnets.backends.startup``). To be called before JAX
+    starts its backend, which reads ``XLA_FLAGS`` then; a no-op where kerasnets adds no
+    flag (another jaxlib or CPU). Returns whether it applies."""
+    from kerasnets.backends import startup
+
+    environ = os.environ if environ is None else environ
+    applies = ((spec["kind"] == "keras_apps" or bool(spec.get("ynnpack_convolutions")))
+               and "XLA_FLAGS" in startup.defaults())
+    if applies:
+        flags = environ.get("XLA_FLAGS", "").replace(startup.XLA_OWN_CONVOLUTIONS, "")
+        environ["XLA_FLAGS"] = " ".join(flags.split() + [startup.YNN_CONVOLUTIONS])
+    return applies
+
+
 def main(argv=None):
     spec = json.loads((argv or sys.argv[1:])[0])
+    use_jax_default_convolutions(spec)  # JAX has not started: only kerasnets is imported
     if spec["kind"] in ("torchvision", "matmul"):  # torch first: see tests/conftest.py on import order
         import torch  # noqa: F401
     result = RUNNERS[spec["kind"]](spec)
