@@ -25,7 +25,9 @@ that weights and saved models never depend on the backend:
 * :mod:`kerasnets.backends.devices`: which backend, and which kind of device, a
   computation runs on;
 * :mod:`kerasnets.backends.startup`: environment variables a backend reads once, when
-  it starts (TensorFlow's oneDNN kernels), set by ``import kerasnets`` before Keras.
+  it starts (TensorFlow's oneDNN kernels; XLA:CPU's own convolution kernel for JAX instead
+  of YNNPACK's), set by ``import kerasnets`` before Keras imports TensorFlow and before
+  JAX starts.
 
 Nothing else in ``kerasnets/`` imports ``jax``, ``torch`` or ``tensorflow`` for
 computation (tf.data is used as a data library by the input pipelines).

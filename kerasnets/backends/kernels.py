@@ -14,9 +14,11 @@ op                         backend     CPU form
 grouped convolution        JAX         one convolution per group, concatenated
 grouped convolution        TF          TF's own with oneDNN (float32, bfloat16); else split
 depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
-1x1 convolution            JAX         one matmul (2-3x faster than ``lax.conv``)
+1x1 convolution            JAX         one matmul (1.5-2.4x faster than ``lax.conv``)
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
+every other convolution    JAX         XLA:CPU's own kernel, not YNNPACK's: a flag
+                                       ``startup`` adds to ``XLA_FLAGS``
 every convolution (NHWC)   torch       torch's own kernel on the channels_last view,
 max / average pooling      torch       without Keras' copies (``torch_cpu``)
 Conv2D kernel storage      torch       torch's memory order, Keras' shape and values
