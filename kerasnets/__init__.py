@@ -15,6 +15,8 @@ _startup.apply()
 
 import keras as _keras  # noqa: E402  (keras before anything that may import tensorflow)
 
+_startup.apply(backend=_keras.backend.backend())  # JAX's XLA flags: JAX has not started yet
+
 from kerasnets.backends import keras_patches as _keras_patches  # noqa: E402
 
 # On torch (eager), a Functional model's layers skip Keras' per-call bookkeeping where it

@@ -118,7 +118,8 @@ def test_keras_applications_and_ynnpack_workloads_run_jax_default_convolutions(m
     from kerasnets.backends import startup
     from kerasnets.benchmarks.workloads import use_jax_default_convolutions
 
-    monkeypatch.setattr(startup, "defaults", lambda: {"XLA_FLAGS": startup.XLA_OWN_CONVOLUTIONS})
+    monkeypatch.setattr(startup, "defaults",
+                        lambda **_: {"XLA_FLAGS": startup.XLA_OWN_CONVOLUTIONS})
     user = "--xla_force_host_platform_device_count=2"
     for spec, jax_default in (({"kind": "keras_apps"}, True),
                               ({"kind": "kerasnets", "ynnpack_convolutions": True}, True),
@@ -127,7 +128,7 @@ def test_keras_applications_and_ynnpack_workloads_run_jax_default_convolutions(m
         assert use_jax_default_convolutions(spec, environ) == jax_default
         expected = startup.YNN_CONVOLUTIONS if jax_default else startup.XLA_OWN_CONVOLUTIONS
         assert environ["XLA_FLAGS"] == f"{user} {expected}"
-    monkeypatch.setattr(startup, "defaults", lambda: {})
+    monkeypatch.setattr(startup, "defaults", lambda **_: {})
     environ = {}
     assert not use_jax_default_convolutions({"kind": "keras_apps"}, environ)
     assert environ == {}
@@ -139,10 +140,25 @@ def test_xla_convolutions_benchmark_quick():
     from kerasnets.backends import startup
     from kerasnets.benchmarks import xla_convolutions
 
-    if "XLA_FLAGS" not in startup.defaults():
+    if "XLA_FLAGS" not in startup.defaults(backend="jax"):
         pytest.skip("kerasnets sets no XLA flag on this CPU and jaxlib")
     table = xla_convolutions.compare(rounds=1, quick=True).splitlines()
     assert len(table) == 2 + len(xla_convolutions.QUICK)
     for row, layer in zip(table[2:], xla_convolutions.QUICK):
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[0].startswith(layer[0]) and all(float(c) > 0 for c in cells[1:])
+
+
+def test_matmul_roof_is_the_best_backend_and_each_backend_measures_its_own():
+    """The GFLOP/s of the training rows are read against the best matmul of the run: one
+    backend's library may be far below the machine's (torch's MKL on an AMD EPYC)."""
+    from kerasnets.benchmarks.runner import matmul_roof, run_job
+
+    table = {"matmul/torch": {"gflops": 189.0}, "matmul/jax": {"gflops": 450.2},
+             "kerasnets/resnet18/jax": {"train_images_per_second": 1.0}}
+    assert matmul_roof(table) == "torch 189, jax 450 GFLOP/s; the best, 450, is the roof"
+    assert matmul_roof({}) == "not measured"
+    for backend in ("tensorflow", "jax", "torch"):
+        result = run_job({"kind": "matmul", "backend": backend, "size": 64}, timeout=300)
+        assert "error" not in result, result.get("error")
+        assert result["backend"] == backend and result["gflops"] > 0

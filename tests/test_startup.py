@@ -14,7 +14,8 @@ OWN = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 def test_startup_sets_only_what_the_user_has_not():
     environ = {}
-    assert startup.apply(environ, modules={}, machine="x86_64", jaxlib="0.10.2") == {
+    assert startup.apply(environ, modules={}, machine="x86_64", jaxlib="0.10.2",
+                         backend="jax") == {
         "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1", "XLA_FLAGS": OWN}
     assert environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
 
@@ -25,24 +26,27 @@ def test_startup_sets_only_what_the_user_has_not():
 
 def test_startup_adds_its_xla_flag_to_the_users_unless_they_name_it():
     environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    startup.apply(environ, modules={}, machine="x86_64", jaxlib="0.10.2")
+    startup.apply(environ, modules={}, machine="x86_64", jaxlib="0.10.2", backend="jax")
     assert environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4 " + OWN
 
     theirs = "--xla_cpu_experimental_ynn_fusion_type=+individual_convolution"
     environ = {"XLA_FLAGS": theirs}
     assert "XLA_FLAGS" not in startup.apply(environ, modules={}, machine="x86_64",
-                                            jaxlib="0.10.2")
+                                            jaxlib="0.10.2", backend="jax")
     assert environ["XLA_FLAGS"] == theirs  # JAX's own default, asked for: kept
 
 
-def test_startup_adds_no_xla_flag_an_unmeasured_jaxlib_may_not_know():
-    """XLA stops the process on an unknown flag: only the jaxlib releases it was measured
-    with get it, and none without jaxlib or off x86."""
-    for jaxlib, machine in (("0.9.2", "x86_64"), ("0.11.0", "x86_64"), (None, "x86_64"),
-                            ("0.10.2", "aarch64")):
+def test_startup_adds_no_xla_flag_an_unmeasured_jaxlib_or_another_backend_may_not_know():
+    """XLA stops the process on an unknown flag: only JAX with the jaxlib releases it was
+    measured with gets it; none without jaxlib, off x86, before the backend is known, or on
+    TensorFlow (whose own XLA reads XLA_FLAGS) and torch."""
+    for jaxlib, machine, backend in (
+            ("0.9.2", "x86_64", "jax"), ("0.11.0", "x86_64", "jax"), (None, "x86_64", "jax"),
+            ("0.10.2", "aarch64", "jax"), ("0.10.2", "x86_64", None),
+            ("0.10.2", "x86_64", "tensorflow"), ("0.10.2", "x86_64", "torch")):
         environ = {}
-        startup.apply(environ, modules={}, machine=machine, jaxlib=jaxlib)
-        assert "XLA_FLAGS" not in environ, (jaxlib, machine)
+        startup.apply(environ, modules={}, machine=machine, jaxlib=jaxlib, backend=backend)
+        assert "XLA_FLAGS" not in environ, (jaxlib, machine, backend)
 
 
 def test_startup_leaves_other_cpus_and_a_started_backend_alone():
@@ -59,11 +63,11 @@ def test_startup_leaves_other_cpus_and_a_started_backend_alone():
 
     started = {}
     startup.apply(started, modules={"jax._src.xla_bridge": Bridge}, machine="x86_64",
-                  jaxlib="0.10.2")
+                  jaxlib="0.10.2", backend="jax")
     assert "XLA_FLAGS" not in started  # JAX read XLA_FLAGS when it started
     Bridge._backends = {}  # imported, not started: XLA_FLAGS is still read later
     startup.apply(started, modules={"jax._src.xla_bridge": Bridge}, machine="x86_64",
-                  jaxlib="0.10.2")
+                  jaxlib="0.10.2", backend="jax")
     assert started["XLA_FLAGS"] == OWN
 
 

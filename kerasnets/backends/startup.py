@@ -17,7 +17,7 @@ variable                   value                        why
                                                         CPUs with AVX-512; on an AMD EPYC
                                                         without it they train ResNet-18
                                                         faster (docs/benchmarks.md)
-``XLA_FLAGS``              ``--xla_cpu_experimental_    x86 CPUs, jaxlib 0.10 only: XLA:CPU
+``XLA_FLAGS``              ``--xla_cpu_experimental_    JAX, x86, jaxlib 0.10 only: XLA:CPU
                            ynn_fusion_type=             runs convolutions as YNNPACK
                            -individual_convolution``    fusions by default, 1.3-2.3x slower
                            added to the user's flags    forward + backward than its own
@@ -64,15 +64,18 @@ def _jaxlib_version() -> str | None:
         return None
 
 
-def defaults(machine: str | None = None, jaxlib: str | None = "installed") -> dict:
+def defaults(machine: str | None = None, jaxlib: str | None = "installed",
+             backend: str | None = None) -> dict:
     """The variables kerasnets sets on this ``machine`` (``platform.machine()``) with this
-    ``jaxlib`` version (default: the installed one; None: not installed). ``XLA_FLAGS``
-    is the flag kerasnets adds to the user's."""
+    ``jaxlib`` version (default: the installed one; None: not installed) for this Keras
+    ``backend`` (None: not known yet, before Keras is imported). ``XLA_FLAGS`` is the flag
+    kerasnets adds to the user's, for JAX only: TensorFlow's own XLA reads ``XLA_FLAGS``
+    too, and may not know the flag."""
     jaxlib = _jaxlib_version() if jaxlib == "installed" else jaxlib
     values = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     if _x86(machine):
         values["TF_ENABLE_ONEDNN_OPTS"] = "1"
-        if jaxlib and jaxlib.startswith(YNN_FLAG_JAXLIB_VERSIONS):
+        if backend == "jax" and jaxlib and jaxlib.startswith(YNN_FLAG_JAXLIB_VERSIONS):
             values["XLA_FLAGS"] = XLA_OWN_CONVOLUTIONS
     return values
 
@@ -84,14 +87,15 @@ def _jax_started(modules) -> bool:
 
 
 def apply(environ=None, modules=None, machine: str | None = None,
-          jaxlib: str | None = "installed") -> dict:
+          jaxlib: str | None = "installed", backend: str | None = None) -> dict:
     """Set each of :func:`defaults` that ``environ`` lacks, unless the backend that reads
     it has started (TensorFlow imported, JAX's backend running); returns what was set
-    (for ``XLA_FLAGS``, the whole new value)."""
+    (for ``XLA_FLAGS``, the whole new value). ``import kerasnets`` calls it before it
+    imports Keras (TensorFlow's variables) and again with Keras' ``backend`` (JAX's)."""
     environ = os.environ if environ is None else environ
     modules = sys.modules if modules is None else modules
     chosen = {}
-    for name, value in defaults(machine, jaxlib).items():
+    for name, value in defaults(machine, jaxlib, backend).items():
         if name == "XLA_FLAGS":
             flags = environ.get(name, "")
             if YNN_FUSION_FLAG in flags or _jax_started(modules):

@@ -112,7 +112,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from kerasnets.backends import startup
 
-    if "XLA_FLAGS" not in startup.defaults():
+    if "XLA_FLAGS" not in startup.defaults(backend="jax"):
         parser.exit(2, "kerasnets leaves XLA's convolutions to JAX on this CPU and jaxlib "
                        f"(the flag is set on x86 with jaxlib {startup.YNN_FLAG_JAXLIB_VERSIONS}):"
                        " nothing to compare.\n")
