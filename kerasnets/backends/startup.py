@@ -19,11 +19,11 @@ variable                   value                        why
                                                         faster (docs/benchmarks.md)
 ``XLA_FLAGS``              ``--xla_cpu_experimental_    JAX, x86, jaxlib 0.10 only: XLA:CPU
                            ynn_fusion_type=             runs convolutions as YNNPACK
-                           -individual_convolution``    fusions by default, 1.3-2.3x slower
-                           added to the user's flags    forward + backward than its own
-                                                        (Eigen) convolution on every layer
-                                                        of the zoo measured
-                                                        (docs/benchmarks.md)
+                           -individual_convolution``    fusions by default, 1.09-2.1x
+                           added to the user's flags    slower forward + backward than its
+                                                        own (Eigen) convolution on every
+                                                        layer of the zoo measured
+                                                        (benchmarks/xla_convolutions.py)
 =========================  ===========================  ==================================
 
 oneDNN's kernels sum in another order than TensorFlow's Eigen ones ("slightly
