@@ -575,3 +575,87 @@ def test_torch_direct_layer_calls_leave_masks_and_mixed_precision_to_keras(monke
     out = mixed(np.ones((2, 6), "float32"))
     # the first computes in bfloat16, the second must cast its bfloat16 input
     assert calls == {"direct": 0, "keras": 2} and str(out.dtype) == "torch.float32"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's XLA:CPU")
+def test_jax_stored_is_the_identity_in_value_and_gradient():
+    """``jax_cpu.stored`` returns its input bit for bit, NaN, infinities, signed zeros and
+    every float width included, and passes the gradient through unchanged."""
+    import jax
+    import jax.numpy as jnp
+
+    from kerasnets.backends.jax_cpu import stored
+
+    special = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, 3.5]
+    for dtype in ("float16", "bfloat16", "float32"):
+        for first in special:  # the first element decides XLA's branch: any value passes
+            x = jnp.asarray([first, 1.0, -2.0, np.nan], dtype)
+            got = jax.jit(stored)(x)
+            np.testing.assert_array_equal(np.asarray(got).view(np.uint8),
+                                          np.asarray(x).view(np.uint8))
+    x = jnp.asarray(np.random.rand(2, 3, 3, 4).astype("float32"))
+    weights = jnp.asarray(np.random.rand(2, 3, 3, 4).astype("float32"))
+    grad = jax.jit(jax.grad(lambda v: jnp.sum(stored(v * 2.0) * weights)))(x)
+    np.testing.assert_array_equal(np.asarray(grad), np.asarray(weights * 2.0))
+    assert stored(jnp.zeros((0, 3))).shape == (0, 3)
+
+
+def _compiled_conv_gradient(layer_type, kernel_size):
+    """XLA's optimised program for the gradient of BN -> ReLU -> conv -> BN on JAX."""
+    import jax
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(inputs))
+    x = keras.layers.BatchNormalization()(layer_type(4, kernel_size, padding="same")(x))
+    model = keras.Model(inputs, x)
+    trainable = [v.value for v in model.trainable_variables]
+    frozen = [v.value for v in model.non_trainable_variables]
+
+    def loss(trainable, images):
+        out, _ = model.stateless_call(trainable, frozen, images, training=True)
+        return jax.numpy.mean(out ** 2)
+
+    images = np.random.rand(2, 8, 8, 4).astype("float32")
+    return jax.jit(jax.grad(loss)).lower(trainable, images).compile().as_text()
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's XLA:CPU")
+@pytest.mark.parametrize("cpu", [True, False])
+def test_jax_cpu_convolutions_hold_their_operands_in_memory(monkeypatch, cpu):
+    """On JAX's CPU a convolution XLA computes with its own kernel keeps its input and
+    output (forward) and their gradients (backward) in buffers XLA cannot fuse across:
+    the optimised program still has the four branches. Not for a 1x1 convolution (a
+    matmul), not on a (faked) GPU, not inside ``operands_fused_by_xla``."""
+    from kerasnets.backends import devices, jax_cpu
+    from kerasnets.layers import Conv2D, GroupConv2D
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    # the first BN's weights need the input's gradient: four branches, four per group
+    assert _compiled_conv_gradient(Conv2D, 3).count(" conditional(") == (4 if cpu else 0)
+    assert _compiled_conv_gradient(lambda *a, **k: GroupConv2D(*a, groups=2, **k), 3
+                                   ).count(" conditional(") == (8 if cpu else 0)
+    assert " conditional(" not in _compiled_conv_gradient(Conv2D, 1)
+    with jax_cpu.operands_fused_by_xla():
+        assert " conditional(" not in _compiled_conv_gradient(Conv2D, 3)
+    assert jax_cpu.STORE_CONVOLUTION_OPERANDS
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU convolutions")
+def test_benchmark_workload_can_leave_jax_convolution_operands_to_xla(monkeypatch):
+    """``"jax_operands_fused_by_xla": true`` in ``python -m kerasnets.benchmarks.workloads``
+    traces the model without ``jax_cpu.stored`` around its convolutions; without it,
+    LeNet-5's convolutions use it (on the CPU this suite runs on)."""
+    from kerasnets.backends import jax_cpu
+    from kerasnets.benchmarks.workloads import run_keras
+
+    calls = []
+    real = jax_cpu.stored
+    monkeypatch.setattr(jax_cpu, "stored", lambda x: calls.append(1) or real(x))
+    spec = {"kind": "kerasnets", "model": "lenet5", "image_size": 28, "channels": 1,
+            "num_classes": 10, "batch_size": 4, "warmup": 1, "steps": 1}
+    for fused in (True, False):
+        calls.clear()
+        assert run_keras({**spec, "jax_operands_fused_by_xla": fused})[
+            "train_images_per_second"] > 0
+        assert bool(calls) == (not fused)
+    assert jax_cpu.STORE_CONVOLUTION_OPERANDS

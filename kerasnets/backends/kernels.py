@@ -18,7 +18,8 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices
 every other convolution    JAX         XLA:CPU's own kernel, not YNNPACK's: a flag
-                                       ``startup`` adds to ``XLA_FLAGS``
+                                       ``startup`` adds to ``XLA_FLAGS``; its input and
+                                       output held in memory (``jax_cpu.stored``)
 every convolution (NHWC)   torch       torch's own kernel on the channels_last view,
 max / average pooling      torch       without Keras' copies (``torch_cpu``)
 Conv2D kernel storage      torch       torch's memory order, Keras' shape and values
@@ -114,6 +115,10 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
     has at most ``IM2COL_MAX_OUTPUT_PIXELS`` pixels is im2col + one matmul; both are
     the same sums as ``lax.conv`` (float64 gradient parity in the tests).
     """
+    xla_kernel = _runs_xla_convolution(inputs, kernel, strides=strides, padding=padding,
+                                       dilation_rate=dilation_rate, data_format=data_format)
+    if xla_kernel:  # before the zeros are added: a padded first element is a constant
+        inputs = _jax_stored(inputs)
     if not _torch_cpu_nhwc(data_format) or _strided_1x1_on_torch_cpu(kernel, strides,
                                                                     dilation_rate):
         inputs, padding = _zero_pad(inputs, padding, data_format)
@@ -135,16 +140,45 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
 
         return torch_cpu.conv(inputs, ops.convert_to_tensor(kernel), strides=strides,
                               padding=padding, dilation_rate=dilation_rate)
-    if _jax_cpu() and pair(dilation_rate) == (1, 1):
-        kh, kw = kernel.shape[0], kernel.shape[1]
-        spatial = inputs.shape[1:3] if data_format == "channels_last" else inputs.shape[2:4]
-        out = [output_size(spatial[a], (kh, kw)[a], pair(strides)[a], padding)
-               for a in range(2)]
-        if (kh, kw) == (1, 1) or (None not in out and out[0] * out[1] <= IM2COL_MAX_OUTPUT_PIXELS):
-            return _conv_as_matmul(inputs, kernel, strides=pair(strides), padding=padding,
-                                   data_format=data_format)
-    return ops.conv(inputs, kernel, strides=strides, padding=padding,
-                    dilation_rate=dilation_rate, data_format=data_format)
+    if _jax_cpu() and _as_matmul_on_jax(inputs, kernel, strides=strides, padding=padding,
+                                        dilation_rate=dilation_rate, data_format=data_format):
+        return _conv_as_matmul(inputs, kernel, strides=pair(strides), padding=padding,
+                               data_format=data_format)
+    out = ops.conv(inputs, kernel, strides=strides, padding=padding,
+                   dilation_rate=dilation_rate, data_format=data_format)
+    return _jax_stored(out) if xla_kernel else out
+
+
+def _as_matmul_on_jax(inputs, kernel, *, strides, padding, dilation_rate, data_format):
+    """Whether JAX's CPU computes this convolution as a matmul (:func:`conv`); padding
+    may still be torch's explicit zeros."""
+    if pair(dilation_rate) != (1, 1):
+        return False
+    kh, kw = kernel.shape[0], kernel.shape[1]
+    spatial = inputs.shape[1:3] if data_format == "channels_last" else inputs.shape[2:4]
+    if is_explicit(padding):
+        spatial = [None if spatial[a] is None else spatial[a] + sum(padding[a])
+                   for a in range(2)]
+        padding = "valid"
+    out = [output_size(spatial[a], (kh, kw)[a], pair(strides)[a], padding) for a in range(2)]
+    return (kh, kw) == (1, 1) or (None not in out and out[0] * out[1] <= IM2COL_MAX_OUTPUT_PIXELS)
+
+
+def _runs_xla_convolution(inputs, kernel, **conv_args) -> bool:
+    """Whether :func:`conv` hands this convolution to XLA:CPU's own kernel on JAX, where
+    its input and output are held in memory (:func:`kerasnets.backends.jax_cpu.stored`)."""
+    if not _jax_cpu():
+        return False
+    from kerasnets.backends import jax_cpu
+
+    return jax_cpu.STORE_CONVOLUTION_OPERANDS and not _as_matmul_on_jax(inputs, kernel,
+                                                                        **conv_args)
+
+
+def _jax_stored(x):
+    from kerasnets.backends import jax_cpu
+
+    return jax_cpu.stored(x)
 
 
 def _windows(x, kh, kw, strides, padding):

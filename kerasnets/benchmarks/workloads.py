@@ -10,7 +10,9 @@ at import, and a fresh process gives an honest peak memory).
   without kerasnets' torch shortcut, to measure what the shortcut saves;
   ``"ynnpack_convolutions": true``: JAX's CPU convolutions as YNNPACK fusions, JAX's
   default, instead of XLA's own kernel that ``import kerasnets`` asks for, to measure what
-  that flag changes; keras.applications always runs both ways as its users get them);
+  that flag changes; ``"jax_operands_fused_by_xla": true``: JAX's CPU convolutions
+  without ``kerasnets.backends.jax_cpu.stored`` around them, to measure what it saves;
+  keras.applications always runs both ways as its users get them);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
 * ``pipeline``: one input pipeline alone (batches per second, no model);
@@ -98,11 +100,18 @@ def run_keras(spec):
     """Training and inference throughput of a Keras model through fit/predict."""
     import contextlib
 
+    import keras
+
     from kerasnets.backends import keras_patches
 
     through_keras = spec.get("layer_calls_through_keras") or spec["kind"] == "keras_apps"
-    with (keras_patches.layer_calls_through_keras() if through_keras
-          else contextlib.nullcontext()):
+    with contextlib.ExitStack() as scopes:
+        if through_keras:
+            scopes.enter_context(keras_patches.layer_calls_through_keras())
+        if spec.get("jax_operands_fused_by_xla") and keras.backend.backend() == "jax":
+            from kerasnets.backends import jax_cpu
+
+            scopes.enter_context(jax_cpu.operands_fused_by_xla())
         return _run_keras(spec)
 
 
