@@ -115,9 +115,12 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
     has at most ``IM2COL_MAX_OUTPUT_PIXELS`` pixels is im2col + one matmul; both are
     the same sums as ``lax.conv`` (float64 gradient parity in the tests).
     """
-    xla_kernel = _runs_xla_convolution(inputs, kernel, strides=strides, padding=padding,
-                                       dilation_rate=dilation_rate, data_format=data_format)
-    if xla_kernel:  # before the zeros are added: a padded first element is a constant
+    as_matmul = _jax_cpu() and _as_matmul_on_jax(inputs, kernel, strides=strides,
+                                                 padding=padding,
+                                                 dilation_rate=dilation_rate,
+                                                 data_format=data_format)
+    store = _jax_cpu() and not as_matmul and _jax_stores_conv_operands()
+    if store:  # before the zeros are added: a padded first element is a constant
         inputs = _jax_stored(inputs)
     if not _torch_cpu_nhwc(data_format) or _strided_1x1_on_torch_cpu(kernel, strides,
                                                                     dilation_rate):
@@ -140,13 +143,12 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
 
         return torch_cpu.conv(inputs, ops.convert_to_tensor(kernel), strides=strides,
                               padding=padding, dilation_rate=dilation_rate)
-    if _jax_cpu() and _as_matmul_on_jax(inputs, kernel, strides=strides, padding=padding,
-                                        dilation_rate=dilation_rate, data_format=data_format):
+    if as_matmul:
         return _conv_as_matmul(inputs, kernel, strides=pair(strides), padding=padding,
                                data_format=data_format)
     out = ops.conv(inputs, kernel, strides=strides, padding=padding,
                    dilation_rate=dilation_rate, data_format=data_format)
-    return _jax_stored(out) if xla_kernel else out
+    return _jax_stored(out) if store else out
 
 
 def _as_matmul_on_jax(inputs, kernel, *, strides, padding, dilation_rate, data_format):
@@ -164,15 +166,12 @@ def _as_matmul_on_jax(inputs, kernel, *, strides, padding, dilation_rate, data_f
     return (kh, kw) == (1, 1) or (None not in out and out[0] * out[1] <= IM2COL_MAX_OUTPUT_PIXELS)
 
 
-def _runs_xla_convolution(inputs, kernel, **conv_args) -> bool:
-    """Whether :func:`conv` hands this convolution to XLA:CPU's own kernel on JAX, where
-    its input and output are held in memory (:func:`kerasnets.backends.jax_cpu.stored`)."""
-    if not _jax_cpu():
-        return False
+def _jax_stores_conv_operands() -> bool:
+    """Whether a convolution JAX's CPU hands to XLA's own kernel holds its input and
+    output in memory (:func:`kerasnets.backends.jax_cpu.stored`)."""
     from kerasnets.backends import jax_cpu
 
-    return jax_cpu.STORE_CONVOLUTION_OPERANDS and not _as_matmul_on_jax(inputs, kernel,
-                                                                        **conv_args)
+    return jax_cpu.STORE_CONVOLUTION_OPERANDS
 
 
 def _jax_stored(x):
