@@ -659,3 +659,79 @@ def test_benchmark_workload_can_leave_jax_convolution_operands_to_xla(monkeypatc
             "train_images_per_second"] > 0
         assert bool(calls) == (not fused)
     assert jax_cpu.STORE_CONVOLUTION_OPERANDS
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU depthwise form")
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (5, 1), (3, 2)])
+def test_jax_depthwise_per_tap_gradient_is_bit_for_bit_the_shifted_form(kernel, dilation):
+    """``jax_cpu.depthwise_per_tap_gradient`` gives the values, input gradient and kernel
+    gradient of ``shifted_multiply_adds`` bit for bit (jitted, after a ReLU as in a
+    MobileNet), at stride 1 and at stride 2."""
+    import jax
+    import jax.numpy as jnp
+
+    from kerasnets.backends import jax_cpu
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, 11, 11, 6), dtype=np.float32))
+    weights = jnp.asarray(rng.standard_normal((kernel, kernel, 6), dtype=np.float32))
+    for stride in (1, 2):
+        span = 11 - (kernel - 1) * dilation
+        out_hw = ((span - 1) // stride + 1,) * 2
+        target = jnp.asarray(rng.standard_normal((2, *out_hw, 6), dtype=np.float32))
+        results = []
+        for form in (jax_cpu.shifted_multiply_adds, jax_cpu.depthwise_per_tap_gradient):
+            def loss(x, weights, form=form):
+                out = form(jax.nn.relu(x), weights, (stride,) * 2, (dilation,) * 2, out_hw)
+                return jnp.sum(out * target), out
+            (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1),
+                                                         has_aux=True))(x, weights)
+            results.append([np.asarray(out), *map(np.asarray, grads)])
+        assert results[0][0].shape == (2, *out_hw, 6)
+        for ours, xla in zip(results[1], results[0]):
+            np.testing.assert_array_equal(ours, xla)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU depthwise form")
+@pytest.mark.parametrize("cpu", [True, False])
+def test_jax_depthwise_dispatch_by_stride_and_device(monkeypatch, cpu):
+    """On JAX's CPU a stride-1 ``DepthwiseConv2D`` (depth multiplier 1) computes its kernel
+    gradient per tap; a strided one keeps XLA's gradient of the shifted form; a (faked) GPU
+    gets XLA's own depthwise convolution; ``depthwise_gradient_by_xla`` and the benchmark
+    option ``"jax_depthwise_gradient_by_xla": true`` turn the per-tap form off. The layer's
+    outputs and kernel gradient equal Keras' own layer."""
+    import jax
+
+    from kerasnets.backends import devices, jax_cpu
+    from kerasnets.benchmarks.workloads import run_keras
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    calls = []
+    real = jax_cpu.depthwise_per_tap_gradient
+    monkeypatch.setattr(jax_cpu, "depthwise_per_tap_gradient",
+                        lambda *a: calls.append(a[2]) or real(*a))
+    x = np.random.rand(2, 9, 9, 4).astype("float32")
+    for stride in (1, 2):
+        ours = DepthwiseConv2D(3, strides=stride, padding="same")
+        reference = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same")
+        ours.build(x.shape), reference.build(x.shape)
+        reference.set_weights(ours.get_weights())
+        (y, g), (y_ref, g_ref) = (_outputs_and_gradients(ours, x),
+                                  _outputs_and_gradients(reference, x))
+        np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+        for a, b in zip(g, g_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert set(calls) == ({(1, 1)} if cpu else set())  # traced by the call and by the gradient
+    calls.clear()
+    layer = DepthwiseConv2D(3, padding="same")
+    layer.build(x.shape)
+    with jax_cpu.depthwise_gradient_by_xla():
+        jax.grad(lambda v: jax.numpy.sum(layer(v)))(jax.numpy.asarray(x))
+    assert calls == [] and jax_cpu.DEPTHWISE_KERNEL_GRADIENT_PER_TAP
+    spec = {"kind": "kerasnets", "model": "mobilenet_v3_small", "image_size": 32,
+            "num_classes": 10, "batch_size": 2, "warmup": 1, "steps": 1}
+    for by_xla in (True, False):
+        calls.clear()
+        assert run_keras({**spec, "jax_depthwise_gradient_by_xla": by_xla})[
+            "train_images_per_second"] > 0
+        assert bool(calls) == (cpu and not by_xla)

@@ -12,6 +12,8 @@ at import, and a fresh process gives an honest peak memory).
   default, instead of XLA's own kernel that ``import kerasnets`` asks for, to measure what
   that flag changes; ``"jax_operands_fused_by_xla": true``: JAX's CPU convolutions
   without ``kerasnets.backends.jax_cpu.stored`` around them, to measure what it saves;
+  ``"jax_depthwise_gradient_by_xla": true``: JAX's CPU depthwise convolutions with XLA's
+  own kernel gradient, without ``jax_cpu.depthwise_per_tap_gradient``;
   keras.applications always runs both ways as its users get them);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
@@ -112,6 +114,10 @@ def run_keras(spec):
             from kerasnets.backends import jax_cpu
 
             scopes.enter_context(jax_cpu.operands_fused_by_xla())
+        if spec.get("jax_depthwise_gradient_by_xla") and keras.backend.backend() == "jax":
+            from kerasnets.backends import jax_cpu
+
+            scopes.enter_context(jax_cpu.depthwise_gradient_by_xla())
         return _run_keras(spec)
 
 
