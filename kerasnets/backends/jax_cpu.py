@@ -100,7 +100,8 @@ stored.defvjp(_stored_forward, _stored_backward)
 # took 40 ms where one tap's fused reduction takes 0.8 ms. In a loop, one tap per
 # iteration, each reduction reads its window in place: forward + backward 1.8-4.2x faster
 # per stride-1 layer from 14x14 up and for every 5x5 kernel, 0.88-1.03x for 3x3 kernels at
-# 8x8 and smaller; strided layers were 0.8-1.4x with the loop and keep XLA's gradient.
+# 8x8 and smaller; strided layers were 0.57-1.37x with the loop (slower on three of four
+# shapes timed) and keep XLA's gradient.
 
 DEPTHWISE_KERNEL_GRADIENT_PER_TAP = True
 """Whether a stride-1 depthwise convolution on JAX's CPU computes its kernel gradient one
