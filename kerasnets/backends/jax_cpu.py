@@ -4,7 +4,7 @@
   them instead of recomputing them inside the transposes of the convolution's gradients
   (below);
 * :func:`shifted_multiply_adds` and :func:`depthwise_per_tap_gradient`: depthwise
-  convolutions, whose kernel gradient is one tap per loop iteration at stride 1 (see the
+  convolutions, whose kernel gradient is one tap per loop iteration (see the
   section "Depthwise convolutions" further down).
 
 For a kernel gradient XLA:CPU's own convolution wants the layer's input with batch and
@@ -98,13 +98,15 @@ stored.defvjp(_stored_forward, _stored_backward)
 # buffer of its own first (the windows share their input, so XLA does not fuse the slice
 # into the reduction) and reduces those copies: at 32x32x96, batch 32, the kernel gradient
 # took 40 ms where one tap's fused reduction takes 0.8 ms. In a loop, one tap per
-# iteration, each reduction reads its window in place: forward + backward 1.8-4.2x faster
-# per stride-1 layer from 14x14 up and for every 5x5 kernel, 0.88-1.03x for 3x3 kernels at
-# 8x8 and smaller; strided layers were 0.57-1.37x with the loop (slower on three of four
-# shapes timed) and keep XLA's gradient.
+# iteration, each reduction reads its window in place. One layer after a ReLU, forward +
+# backward: 1.8-4.2x faster at stride 1 from 14x14 up and for every 5x5 kernel, 0.88-1.03x
+# for 3x3 kernels at 8x8 and smaller, 0.57-1.37x strided. In the MobileNets, where each tap
+# would also recompute the BatchNormalization before it, the loop wins at every stride:
+# MobileNetV2 trains 1.31x faster at 64x64 with it on every depthwise layer, 1.23x with it
+# on the stride-1 layers only (docs/benchmarks.md).
 
 DEPTHWISE_KERNEL_GRADIENT_PER_TAP = True
-"""Whether a stride-1 depthwise convolution on JAX's CPU computes its kernel gradient one
+"""Whether a depthwise convolution on JAX's CPU computes its kernel gradient one
 tap per loop iteration (:func:`depthwise_per_tap_gradient`);
 :func:`depthwise_gradient_by_xla` turns it off (read when a model is traced)."""
 

@@ -13,8 +13,8 @@ op                         backend     CPU form
 =========================  ==========  ===========================================
 grouped convolution        JAX         one convolution per group, concatenated
 grouped convolution        TF          TF's own with oneDNN (float32, bfloat16); else split
-depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds; stride 1: the
-                                       kernel gradient one tap per loop iteration
+depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds, the kernel
+                                       gradient one tap per loop iteration
                                        (``jax_cpu.depthwise_per_tap_gradient``)
 1x1 convolution            JAX         one matmul (1.5-2.4x faster than ``lax.conv``)
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
@@ -361,10 +361,8 @@ def _depthwise_shifted(inputs, kernel, *, strides, padding, dilation_rate, data_
     weights = kernel[..., 0].astype(x.dtype)  # (kh, kw, C)
     from kerasnets.backends import jax_cpu
 
-    # A stride-1 depthwise convolution's kernel gradient as one reduction per tap in a
-    # loop (jax_cpu.depthwise_per_tap_gradient); strided ones are faster as they are.
-    taps = (jax_cpu.depthwise_per_tap_gradient
-            if strides == (1, 1) and jax_cpu.DEPTHWISE_KERNEL_GRADIENT_PER_TAP
+    # The kernel gradient as one reduction per tap in a loop (see jax_cpu).
+    taps = (jax_cpu.depthwise_per_tap_gradient if jax_cpu.DEPTHWISE_KERNEL_GRADIENT_PER_TAP
             else jax_cpu.shifted_multiply_adds)
     out = taps(x, weights, strides, dilation, (out_h, out_w))
     return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
