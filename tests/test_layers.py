@@ -734,3 +734,43 @@ def test_jax_depthwise_dispatch_by_device(monkeypatch, cpu):
         assert run_keras({**spec, "jax_depthwise_gradient_by_xla": by_xla})[
             "train_images_per_second"] > 0
         assert bool(calls) == (cpu and not by_xla)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU depthwise form")
+def test_jax_depthwise_benchmark_quick():
+    """The figures behind the per-tap depthwise kernel gradient: one row per layer."""
+    from kerasnets.benchmarks import jax_depthwise
+
+    layers = [(6, 4, 3, 1, 2), (6, 4, 5, 2, 2)]
+    table = jax_depthwise.compare(layers, repeats=1).splitlines()
+    assert len(table) == 2 + len(layers)
+    assert table[2].startswith("| 3x3/1, 4 channels on 6x6, batch 2 |")
+    assert all(float(c) > 0 for row in table[2:] for c in row.strip("|").split("|")[1:])
+
+
+def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch):
+    """``python -m kerasnets.benchmarks.alternating``: one copy of the model traced without
+    the form, both timed; on another backend, or for an unknown form, a clear error."""
+    from kerasnets.benchmarks import alternating
+
+    if keras.backend.backend() != "jax":
+        with pytest.raises(SystemExit, match="run with KERAS_BACKEND=jax"):
+            alternating.compare("lenet5", "depthwise_per_tap")
+        return
+    from kerasnets.backends import jax_cpu
+
+    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, stored_operands"):
+        alternating.compare("lenet5", "nothing")
+    traced = []
+    real = jax_cpu.depthwise_per_tap_gradient
+    monkeypatch.setattr(jax_cpu, "depthwise_per_tap_gradient",
+                        lambda *a: traced.append(1) or real(*a))
+    result = alternating.compare("mobilenet_v3_small", "depthwise_per_tap", rounds=1,
+                                 batches=1, image_size=32, batch_size=2)
+    assert result["with"] > 0 and result["without"] > 0 and result["batch_size"] == 2
+    without_it = len(traced)  # building both copies, and the training step of one
+    assert without_it > 0 and jax_cpu.DEPTHWISE_KERNEL_GRADIENT_PER_TAP
+    traced.clear()
+    alternating.compare("mobilenet_v3_small", "stored_operands", rounds=1, batches=1,
+                        image_size=32, batch_size=2)
+    assert len(traced) > without_it  # both training steps use the depthwise form now

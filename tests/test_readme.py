@@ -233,7 +233,8 @@ def prose_problems(text: str) -> list[str]:
     spans = re.findall(r"`([^`\n]+)`", prose(text))
     all_flags = set().union(*(help_flags(p) for p in
                               [*console_scripts(), "scripts/benchmark.py",
-                               "scripts/parity.py", "scripts/experiment.py"]))
+                               "scripts/parity.py", "scripts/experiment.py",
+                               "kerasnets/benchmarks/alternating.py"]))
     for span in spans:
         for name in re.findall(r"(?<![\w/])kerasnets(?:\.\w+)+", span):
             try:
