@@ -759,7 +759,7 @@ def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch)
         return
     from kerasnets.backends import jax_cpu
 
-    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, stored_operands"):
+    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, max_pool_gradient, stored_operands"):
         alternating.compare("lenet5", "nothing")
     traced = []
     real = jax_cpu.depthwise_per_tap_gradient
@@ -774,3 +774,68 @@ def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch)
     alternating.compare("mobilenet_v3_small", "stored_operands", rounds=1, batches=1,
                         image_size=32, batch_size=2)
     assert len(traced) > without_it  # both training steps use the depthwise form now
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU max-pooling form")
+def test_jax_max_pool_gradient_goes_to_the_first_maximum_as_torch():
+    """``jax_cpu.max_pool``: the maximum of the windows, whose gradient goes to the first
+    maximum of each window, as torch's kernel sends it, ties included (JAX's own gradient of
+    the chain of maxima splits it); without ties, that chain's gradient to rounding."""
+    import jax
+    import jax.numpy as jnp
+    import torch
+
+    from kerasnets.backends import jax_cpu
+
+    rng = np.random.default_rng(0)
+    for pool, stride in (((3, 3), (2, 2)), ((2, 2), (2, 2)), ((3, 2), (1, 2))):
+        for ties in (True, False):
+            x = (rng.integers(0, 3, (2, 9, 9, 3)) if ties
+                 else rng.standard_normal((2, 9, 9, 3))).astype("float32")
+            xt = torch.tensor(x).permute(0, 3, 1, 2).requires_grad_()
+            expected = torch.nn.functional.max_pool2d(xt, pool, stride)
+            target = rng.standard_normal(expected.shape).astype("float32")
+            (expected * torch.tensor(target)).sum().backward()
+            target = jnp.asarray(target.transpose(0, 2, 3, 1))
+            for form in (jax_cpu.max_pool, jax_cpu.maximum_of_windows):
+                out, grad = jax.jit(jax.value_and_grad(
+                    lambda v, form=form: jnp.vdot(form(v, pool, stride), target)))(x)
+                np.testing.assert_allclose(
+                    np.asarray(jax.jit(form, static_argnums=(1, 2))(x, pool, stride)),
+                    expected.detach().permute(0, 2, 3, 1).numpy())
+                if form is jax_cpu.max_pool or not ties:
+                    np.testing.assert_allclose(np.asarray(grad),
+                                               xt.grad.permute(0, 2, 3, 1).numpy(),
+                                               rtol=1e-6, atol=1e-6)
+                else:  # the chain's own gradient splits between ties: not torch's
+                    assert not np.allclose(np.asarray(grad),
+                                           xt.grad.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU max-pooling form")
+@pytest.mark.parametrize("cpu", [True, False])
+def test_jax_max_pool_dispatch_by_device(monkeypatch, cpu):
+    """``MaxPooling2D`` on JAX's CPU uses ``jax_cpu.max_pool`` (not inside
+    ``max_pool_gradient_by_xla``); a (faked) GPU gets XLA's ``reduce_window``. Keras' outputs
+    and gradients either way (no ties in random floats)."""
+    from kerasnets.backends import devices, jax_cpu
+    from kerasnets.layers import MaxPooling2D
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    calls = []
+    real = jax_cpu.max_pool
+    monkeypatch.setattr(jax_cpu, "max_pool", lambda *a: calls.append(a[1:]) or real(*a))
+    x = np.random.rand(2, 9, 9, 4).astype("float32")
+    for padding in ("valid", "same"):
+        (y, g), (y_ref, g_ref) = (
+            _outputs_and_gradients(MaxPooling2D(3, 2, padding=padding), x),
+            _outputs_and_gradients(keras.layers.MaxPooling2D(3, 2, padding=padding), x))
+        np.testing.assert_array_equal(y, y_ref)
+        for a, b in zip(g, g_ref):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert set(calls) == ({((3, 3), (2, 2))} if cpu else set())
+    calls.clear()
+    with jax_cpu.max_pool_gradient_by_xla():
+        _outputs_and_gradients(MaxPooling2D(3, 2), x)
+    assert calls == [] and jax_cpu.MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM
+

@@ -155,6 +155,7 @@ def _per_tap_forward(x, weights, strides, dilation, out_hw):
 
 def _per_tap_backward(strides, dilation, out_hw, residuals, gradient):
     x, weights = residuals
+    gradient = _through_buffer(gradient)
     _, input_vjp = jax.vjp(
         lambda v: shifted_multiply_adds(v, weights, strides, dilation, out_hw), x)
     (input_gradient,) = input_vjp(gradient)
@@ -172,3 +173,85 @@ def _per_tap_backward(strides, dilation, out_hw, residuals, gradient):
 
 
 depthwise_per_tap_gradient.defvjp(_per_tap_forward, _per_tap_backward)
+
+
+# --- Max-pooling ------------------------------------------------------------------------
+#
+# JAX's CPU max-pools as the maximum of the window's strided slices (kernels.max_pool):
+# XLA:CPU runs reduce_window's gradient as select-and-scatter, 5-10x slower. The gradient
+# JAX derives for that chain of maxima routes each output's gradient back through every
+# partial maximum, and XLA fuses the whole chain, with the BatchNormalization and ReLU
+# that made the input, into the input gradient: 45.8 ms of a 336 ms DenseNet-121 step at
+# 64x64, batch 32, for the stem's 3x3/2 pool on 32x32x64 (jax.profiler). Here the
+# gradient is written directly: each window sends its output's gradient to the first
+# pixel equal to the maximum, in row-major order, which is what torch's and TensorFlow's
+# max-pooling kernels do (JAX's own gradient of jnp.maximum would split it between ties).
+
+MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM = True
+"""Whether max-pooling on JAX's CPU uses :func:`max_pool`'s gradient;
+:func:`max_pool_gradient_by_xla` turns it off (read when a model is traced)."""
+
+
+@contextlib.contextmanager
+def max_pool_gradient_by_xla():
+    """Trace models inside this block with the gradient JAX derives for the chain of
+    maxima, to measure what :func:`max_pool` changes."""
+    global MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM
+    before, MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM = MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM, False
+    try:
+        yield
+    finally:
+        MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM = before
+
+
+def maximum_of_windows(x, pool_size, strides):
+    """Max-pooling of NHWC ``x`` (already padded, "valid") as the maximum of its
+    ``kh * kw`` strided windows."""
+    out_hw = tuple((x.shape[1 + a] - pool_size[a]) // strides[a] + 1 for a in range(2))
+    out = None
+    for i in range(pool_size[0]):
+        for j in range(pool_size[1]):
+            window = _window(x, i, j, strides, out_hw)
+            out = window if out is None else jnp.maximum(out, window)
+    return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def max_pool(x, pool_size, strides):
+    """:func:`maximum_of_windows`, whose gradient goes to the first maximum of each window
+    (see above)."""
+    return maximum_of_windows(x, pool_size, strides)
+
+
+def _max_pool_forward(x, pool_size, strides):
+    # stored: else XLA recomputes the maxima inside the gradient, at every window's read
+    out = stored(maximum_of_windows(x, pool_size, strides))
+    return out, (x, out)
+
+
+def _max_pool_backward(pool_size, strides, residuals, gradient):
+    x, out = residuals
+    # stored: each window reads it, and XLA would recompute what made it at every read
+    # (DenseNet: the sum of the gradients of the six concatenations the pool feeds)
+    gradient = _through_buffer(gradient)
+    out_hw = out.shape[1:3]
+    zero = jnp.zeros((), gradient.dtype)
+    taken = None  # windows whose maximum an earlier pixel already was
+    input_gradient = None
+    for i in range(pool_size[0]):
+        for j in range(pool_size[1]):
+            first = _window(x, i, j, strides, out_hw) == out
+            if taken is not None:
+                first, taken = first & ~taken, taken | first
+            else:
+                taken = first
+            # back to the pixels this window read: zeros between and around them
+            spans = [(out_hw[a] - 1) * strides[a] + 1 for a in range(2)]
+            placed = lax.pad(jnp.where(first, gradient, zero), zero,
+                             [(0, 0, 0), (i, x.shape[1] - i - spans[0], strides[0] - 1),
+                              (j, x.shape[2] - j - spans[1], strides[1] - 1), (0, 0, 0)])
+            input_gradient = placed if input_gradient is None else input_gradient + placed
+    return (input_gradient,)
+
+
+max_pool.defvjp(_max_pool_forward, _max_pool_backward)

@@ -215,7 +215,8 @@ def _conv_as_matmul(inputs, kernel, *, strides, padding, data_format):
 def max_pool(inputs, *, pool_size, strides, padding, data_format):
     """Max-pooling. On JAX on the CPU, the maximum of the window's strided slices:
     XLA:CPU runs ``reduce_window``'s gradient as select-and-scatter, 5-10x slower
-    (3x3/2 at 32x32x64: 43 ms vs 4.3 ms); ties send the gradient to every maximum."""
+    (3x3/2 at 32x32x64: 43 ms vs 4.3 ms); its gradient goes to the first maximum of each
+    window, as torch's and TensorFlow's do (``jax_cpu.max_pool``)."""
     if _tf_cpu_nchw(data_format):
         return _in_nhwc(ops.max_pool, inputs, pool_size=pool_size, strides=strides,
                         padding=padding)
@@ -235,9 +236,11 @@ def max_pool(inputs, *, pool_size, strides, padding, data_format):
         pads = [same_padding(x.shape[1 + a], (kh, kw)[a], pair(strides)[a], 1)
                 for a in range(2)]
         x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=-jnp.inf)
-    out = None
-    for window in _windows(x, kh, kw, pair(strides), "valid"):
-        out = window if out is None else jnp.maximum(out, window)
+    from kerasnets.backends import jax_cpu
+
+    pool = (jax_cpu.max_pool if jax_cpu.MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM
+            else jax_cpu.maximum_of_windows)
+    out = pool(x, (kh, kw), pair(strides))
     return out if data_format == "channels_last" else jnp.transpose(out, (0, 3, 1, 2))
 
 

@@ -13,6 +13,8 @@ The forms, each with the ``kerasnets.backends.jax_cpu`` context that turns it of
 
 * ``depthwise_per_tap``: a depthwise convolution's kernel gradient one tap per loop
   iteration (``depthwise_gradient_by_xla``);
+* ``max_pool_gradient``: max-pooling's gradient written directly, to the first maximum of
+  each window (``max_pool_gradient_by_xla``);
 * ``stored_operands``: the convolutions' input and output held in memory
   (``operands_fused_by_xla``).
 """
@@ -26,6 +28,7 @@ import time
 import numpy as np
 
 WITHOUT = {"depthwise_per_tap": "depthwise_gradient_by_xla",
+           "max_pool_gradient": "max_pool_gradient_by_xla",
            "stored_operands": "operands_fused_by_xla"}
 
 
