@@ -14,7 +14,8 @@ that weights and saved models never depend on the backend:
   convolutions JAX's CPU runs with XLA's own kernel, so that their gradients' transposes
   read stored tensors instead of recomputing the layers before them; depthwise
   convolutions as shifted multiply-adds, whose kernel gradient is one tap per loop
-  iteration (both chosen by :mod:`~kerasnets.backends.kernels`);
+  iteration; max-pooling whose gradient goes to each window's first maximum (all
+  chosen by :mod:`~kerasnets.backends.kernels`);
 * :mod:`kerasnets.backends.padding`: Keras' "same" padding and output sizes, shared by
   the kernels of every backend;
 * :mod:`kerasnets.backends.execution`: running a model outside ``model.fit``

@@ -5,7 +5,10 @@
   (below);
 * :func:`shifted_multiply_adds` and :func:`depthwise_per_tap_gradient`: depthwise
   convolutions, whose kernel gradient is one tap per loop iteration (see the
-  section "Depthwise convolutions" further down).
+  section "Depthwise convolutions" further down);
+* :func:`max_pool`: the maximum of the window's strided slices, whose gradient goes to
+  each window's first maximum, as torch's and TensorFlow's kernels send it (section
+  "Max-pooling").
 
 For a kernel gradient XLA:CPU's own convolution wants the layer's input with batch and
 channels swapped (NHWC -> CHWN) and the output gradient as HWNC; XLA makes each with a

@@ -18,7 +18,9 @@ depthwise convolution      JAX         ``kh * kw`` shifted multiply-adds, the ke
                                        (``jax_cpu.depthwise_per_tap_gradient``)
 1x1 convolution            JAX         one matmul (1.5-2.4x faster than ``lax.conv``)
 kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
-max-pooling                JAX         maximum of ``kh * kw`` strided slices
+max-pooling                JAX         maximum of ``kh * kw`` strided slices, the
+                                       gradient to each window's first maximum
+                                       (``jax_cpu.max_pool``)
 every other convolution    JAX         XLA:CPU's own kernel, not YNNPACK's: a flag
                                        ``startup`` adds to ``XLA_FLAGS``; its input and
                                        output held in memory (``jax_cpu.stored``)
