@@ -401,6 +401,18 @@ def _kernel_gradient(layer, x, w):
     return layer.kernel.value.grad.numpy()[0, 0].astype("float64")
 
 
+def _assert_same_outputs_and_gradients(ours, reference, x):
+    """``ours`` and the Keras layer ``reference``, with the same weights, give the same
+    outputs and gradients on ``x``."""
+    ours.build(x.shape), reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    (y, g), (y_ref, g_ref) = (_outputs_and_gradients(ours, x),
+                              _outputs_and_gradients(reference, x))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("size,stride,padding", [(9, 1, "same"), (8, 2, "same"),
                                                  (9, 2, "valid")])
 def test_group_and_depthwise_rewrites_equal_keras_gradients(size, stride, padding):
@@ -414,13 +426,7 @@ def test_group_and_depthwise_rewrites_equal_keras_gradients(size, stride, paddin
               keras.layers.DepthwiseConv2D(3, strides=stride, depth_multiplier=2,
                                            padding=padding))]
     for ours, reference in pairs:
-        ours.build(x.shape), reference.build(x.shape)
-        reference.set_weights(ours.get_weights())
-        (y, g), (y_ref, g_ref) = (_outputs_and_gradients(ours, x),
-                                  _outputs_and_gradients(reference, x))
-        np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
-        for a, b in zip(g, g_ref):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        _assert_same_outputs_and_gradients(ours, reference, x)
 
 
 @pytest.mark.parametrize("shape,axis", [((4, 5, 5, 6), -1), ((4, 6, 5, 5), 1), ((8, 6), -1)])
@@ -713,13 +719,7 @@ def test_jax_depthwise_dispatch_by_device(monkeypatch, cpu):
     for stride in (1, 2):
         ours = DepthwiseConv2D(3, strides=stride, padding="same")
         reference = keras.layers.DepthwiseConv2D(3, strides=stride, padding="same")
-        ours.build(x.shape), reference.build(x.shape)
-        reference.set_weights(ours.get_weights())
-        (y, g), (y_ref, g_ref) = (_outputs_and_gradients(ours, x),
-                                  _outputs_and_gradients(reference, x))
-        np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
-        for a, b in zip(g, g_ref):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        _assert_same_outputs_and_gradients(ours, reference, x)
     assert set(calls) == ({(1, 1), (2, 2)} if cpu else set())
     calls.clear()
     layer = DepthwiseConv2D(3, padding="same")
