@@ -45,21 +45,27 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+@contextlib.contextmanager
+def _turned_off(flag):
+    """Set the module's boolean ``flag`` to False inside the block (models traced there
+    run without that form)."""
+    before = globals()[flag]
+    globals()[flag] = False
+    try:
+        yield
+    finally:
+        globals()[flag] = before
+
+
 STORE_CONVOLUTION_OPERANDS = True
 """Whether :func:`kerasnets.backends.kernels.conv` passes its input and output through
 :func:`stored`; :func:`operands_fused_by_xla` turns it off (read when a model is traced)."""
 
 
-@contextlib.contextmanager
 def operands_fused_by_xla():
     """Trace models inside this block as JAX would alone (XLA fuses a convolution's
     producers into its gradients' transposes), to measure what :func:`stored` changes."""
-    global STORE_CONVOLUTION_OPERANDS
-    before, STORE_CONVOLUTION_OPERANDS = STORE_CONVOLUTION_OPERANDS, False
-    try:
-        yield
-    finally:
-        STORE_CONVOLUTION_OPERANDS = before
+    return _turned_off("STORE_CONVOLUTION_OPERANDS")
 
 
 _BITS = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}
@@ -104,9 +110,10 @@ stored.defvjp(_stored_forward, _stored_backward)
 # iteration, each reduction reads its window in place. One layer after a ReLU, forward +
 # backward: 1.8-4.2x faster at stride 1 from 14x14 up and for every 5x5 kernel, 0.88-1.03x
 # for 3x3 kernels at 8x8 and smaller, 0.57-1.37x strided. In the MobileNets, where each tap
-# would also recompute the BatchNormalization before it, the loop wins at every stride:
-# MobileNetV2 trains 1.31x faster at 64x64 with it on every depthwise layer, 1.23x with it
-# on the stride-1 layers only (docs/benchmarks.md).
+# would also recompute the BatchNormalization before it, the loop wins at every stride.
+# The incoming gradient is stored too: XLA's input gradient reads nine windows of it.
+# MobileNetV2 trains 1.47x faster at 64x64 (python -m kerasnets.benchmarks.alternating
+# mobilenet_v2 --without depthwise_per_tap; docs/benchmarks.md).
 
 DEPTHWISE_KERNEL_GRADIENT_PER_TAP = True
 """Whether a depthwise convolution on JAX's CPU computes its kernel gradient one
@@ -114,19 +121,13 @@ tap per loop iteration (:func:`depthwise_per_tap_gradient`);
 :func:`depthwise_gradient_by_xla` turns it off (read when a model is traced)."""
 
 
-@contextlib.contextmanager
 def depthwise_gradient_by_xla():
     """Trace models inside this block with XLA's own gradient of the shifted
     multiply-adds, to measure what :func:`depthwise_per_tap_gradient` changes."""
-    global DEPTHWISE_KERNEL_GRADIENT_PER_TAP
-    before, DEPTHWISE_KERNEL_GRADIENT_PER_TAP = DEPTHWISE_KERNEL_GRADIENT_PER_TAP, False
-    try:
-        yield
-    finally:
-        DEPTHWISE_KERNEL_GRADIENT_PER_TAP = before
+    return _turned_off("DEPTHWISE_KERNEL_GRADIENT_PER_TAP")
 
 
-def _window(x, top, left, strides, out_hw):
+def strided_window(x, top, left, strides, out_hw):
     """The (out_h, out_w) strided window of NHWC ``x`` that starts at (top, left)."""
     return x[:, top:top + (out_hw[0] - 1) * strides[0] + 1:strides[0],
              left:left + (out_hw[1] - 1) * strides[1] + 1:strides[1], :]
@@ -139,7 +140,8 @@ def shifted_multiply_adds(x, weights, strides, dilation, out_hw):
     out = None
     for i in range(kh):
         for j in range(kw):
-            term = _window(x, i * dilation[0], j * dilation[1], strides, out_hw) * weights[i, j]
+            window = strided_window(x, i * dilation[0], j * dilation[1], strides, out_hw)
+            term = window * weights[i, j]
             out = term if out is None else out + term
     return out
 
@@ -181,30 +183,24 @@ depthwise_per_tap_gradient.defvjp(_per_tap_forward, _per_tap_backward)
 # --- Max-pooling ------------------------------------------------------------------------
 #
 # JAX's CPU max-pools as the maximum of the window's strided slices (kernels.max_pool):
-# XLA:CPU runs reduce_window's gradient as select-and-scatter, 5-10x slower. The gradient
-# JAX derives for that chain of maxima routes each output's gradient back through every
-# partial maximum, and XLA fuses the whole chain, with the BatchNormalization and ReLU
-# that made the input, into the input gradient: 45.8 ms of a 336 ms DenseNet-121 step at
-# 64x64, batch 32, for the stem's 3x3/2 pool on 32x32x64 (jax.profiler). Here the
-# gradient is written directly: each window sends its output's gradient to the first
-# pixel equal to the maximum, in row-major order, which is what torch's and TensorFlow's
-# max-pooling kernels do (JAX's own gradient of jnp.maximum would split it between ties).
+# XLA:CPU runs reduce_window's gradient as select-and-scatter, 5-10x slower. Each of the
+# nine windows reads the incoming gradient, and XLA fused what made that gradient into
+# every read: in DenseNet-121 the stem's pool feeds six concatenations, and the sum of
+# their gradients was recomputed nine times, 37 ms of a 320 ms step at 64x64, batch 32
+# (jax.profiler). Here the gradient is stored and written directly: each window sends its
+# output's gradient to the first pixel equal to the maximum, in row-major order, which is
+# what torch's and TensorFlow's max-pooling kernels do (JAX's own gradient of jnp.maximum
+# would split it between ties). DenseNet-121 and ResNet-18 train 1.15x faster at 64x64.
 
 MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM = True
 """Whether max-pooling on JAX's CPU uses :func:`max_pool`'s gradient;
 :func:`max_pool_gradient_by_xla` turns it off (read when a model is traced)."""
 
 
-@contextlib.contextmanager
 def max_pool_gradient_by_xla():
     """Trace models inside this block with the gradient JAX derives for the chain of
     maxima, to measure what :func:`max_pool` changes."""
-    global MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM
-    before, MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM = MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM, False
-    try:
-        yield
-    finally:
-        MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM = before
+    return _turned_off("MAX_POOL_GRADIENT_TO_FIRST_MAXIMUM")
 
 
 def maximum_of_windows(x, pool_size, strides):
@@ -214,7 +210,7 @@ def maximum_of_windows(x, pool_size, strides):
     out = None
     for i in range(pool_size[0]):
         for j in range(pool_size[1]):
-            window = _window(x, i, j, strides, out_hw)
+            window = strided_window(x, i, j, strides, out_hw)
             out = window if out is None else jnp.maximum(out, window)
     return out
 
@@ -243,7 +239,7 @@ def _max_pool_backward(pool_size, strides, residuals, gradient):
     input_gradient = None
     for i in range(pool_size[0]):
         for j in range(pool_size[1]):
-            first = _window(x, i, j, strides, out_hw) == out
+            first = strided_window(x, i, j, strides, out_hw) == out
             if taken is not None:
                 first, taken = first & ~taken, taken | first
             else:

@@ -192,10 +192,10 @@ def _windows(x, kh, kw, strides, padding):
     if padding == "same":
         pads = [same_padding(x.shape[1 + a], (kh, kw)[a], strides[a], 1) for a in range(2)]
         x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    out_h = (x.shape[1] - kh) // strides[0] + 1
-    out_w = (x.shape[2] - kw) // strides[1] + 1
-    return [x[:, i:i + (out_h - 1) * strides[0] + 1:strides[0],
-              j:j + (out_w - 1) * strides[1] + 1:strides[1], :]
+    from kerasnets.backends import jax_cpu
+
+    out_hw = ((x.shape[1] - kh) // strides[0] + 1, (x.shape[2] - kw) // strides[1] + 1)
+    return [jax_cpu.strided_window(x, i, j, strides, out_hw)
             for i in range(kh) for j in range(kw)]
 
 
