@@ -198,8 +198,9 @@ def test_zero_padding_equals_a_zero_padding_layer_in_front(kind, size, stride, z
 @pytest.mark.parametrize("cpu", [True, False])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_zero_padding_is_torchs_kernel_padding_on_torchs_cpu_only(monkeypatch, cpu, stride):
-    """On torch's CPU the zeros go to torch's convolution (no padded copy); on a (faked)
-    GPU and on TF and JAX they are added first, as ZeroPadding2D adds them."""
+    """On torch's CPU the zeros go to torch's convolution (no padded copy), and so do a
+    strided ``Conv2D``'s on JAX's CPU (XLA's, in ``jax_cpu.strided_conv``); on a (faked)
+    GPU and elsewhere on TF and JAX they are added first, as ZeroPadding2D adds them."""
     from kerasnets.backends import devices, kernels
     from kerasnets.layers import Conv2D
 
@@ -212,7 +213,8 @@ def test_zero_padding_is_torchs_kernel_padding_on_torchs_cpu_only(monkeypatch, c
                   DepthwiseConv2D(3, strides=stride, zero_padding=1)):
         assert tuple(layer(x).shape) == (1, 8 // stride, 8 // stride, 4)
     inside = cpu and keras.backend.backend() == "torch"
-    assert len(pads) == (0 if inside else 3)
+    strided_conv_inside = cpu and keras.backend.backend() == "jax" and stride == 2
+    assert len(pads) == (0 if inside else 2 if strided_conv_inside else 3)
 
 
 def test_zero_padding_is_saved_and_checked(tmp_path):
@@ -759,7 +761,7 @@ def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch)
         return
     from kerasnets.backends import jax_cpu
 
-    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, max_pool_gradient, stored_operands"):
+    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, max_pool_gradient, stored_operands, strided_phases"):
         alternating.compare("lenet5", "nothing")
     traced = []
     real = jax_cpu.depthwise_per_tap_gradient
@@ -774,6 +776,102 @@ def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch)
     alternating.compare("mobilenet_v3_small", "stored_operands", rounds=1, batches=1,
                         image_size=32, batch_size=2)
     assert len(traced) > without_it  # both training steps use the depthwise form now
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU strided form")
+@pytest.mark.parametrize("size,kernel,strides,pads", [
+    (8, 3, (2, 2), ((1, 1), (1, 1))),   # ResNet's 3x3/2, even input
+    (7, 3, (2, 2), ((1, 1), (1, 1))),   # odd input: the last row of a phase is cut
+    (9, 3, (2, 2), ((0, 1), (0, 1))),   # Keras' "same" at stride 2
+    (11, 7, (2, 2), ((3, 3), (3, 3))),  # the ImageNet stem
+    (10, 5, (3, 3), ((2, 1), (1, 2))),  # stride 3, uneven pads
+    (9, 1, (2, 2), ((0, 0), (0, 0))),   # phases no tap reaches: zeros
+    (8, 2, (2, 2), ((0, 0), (0, 0))),   # one tap per phase
+    (9, 3, (1, 2), ((1, 1), (0, 0))),   # strided along one axis only
+    (11, 11, (4, 4), ((2, 2), (2, 2))),  # AlexNet's stem
+])
+def test_jax_strided_conv_input_gradient_by_phases_equals_xla(size, kernel, strides, pads):
+    """``jax_cpu.strided_conv``: XLA's outputs and kernel gradient, and the input
+    gradient of XLA's convolution computed by phases (the same sums, regrouped: equal to
+    rounding), jitted, after a ReLU as in a ResNet."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from kerasnets.backends import jax_cpu
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((2, size, size + 1, 3), dtype=np.float32))
+    w = jnp.asarray(rng.standard_normal((kernel, kernel, 3, 5), dtype=np.float32))
+
+    def xla(v, k):
+        return lax.conv_general_dilated(v, k, strides, pads,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    target = jnp.asarray(rng.standard_normal(xla(x, w).shape, dtype=np.float32))
+    results = []
+    for form in (xla, lambda v, k: jax_cpu.strided_conv(v, k, strides, pads)):
+        def loss(v, k, form=form):
+            out = form(jax.nn.relu(v), k)
+            return jnp.vdot(out, target), out
+        (_, out), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1),
+                                                     has_aux=True))(x, w)
+        results.append([np.asarray(out), *map(np.asarray, grads)])
+    (out, dx, dw), (out_ref, dx_ref, dw_ref) = results[1], results[0]
+    np.testing.assert_array_equal(out, out_ref)
+    np.testing.assert_array_equal(dw, dw_ref)
+    assert dx.shape == x.shape and np.abs(dx_ref).max() > 0
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-5 * np.abs(dx_ref).max())
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU strided form")
+@pytest.mark.parametrize("cpu", [True, False])
+def test_jax_strided_conv_dispatch_by_device(monkeypatch, cpu):
+    """A strided ``Conv2D`` on JAX's CPU goes through ``jax_cpu.strided_conv`` ("same",
+    "valid" and torch's explicit zeros); stride 1, a 1x1 kernel (a matmul) and a (faked)
+    GPU do not; ``strided_input_gradient_by_xla`` and the benchmark option
+    ``"jax_strided_input_gradient_by_xla": true`` turn it off. Keras' own layer's outputs
+    and gradients either way."""
+    import jax
+
+    from kerasnets.backends import devices, jax_cpu
+    from kerasnets.benchmarks.workloads import run_keras
+    from kerasnets.layers import Conv2D
+
+    def input_gradient(layer, x):
+        return np.asarray(jax.jit(jax.grad(lambda v: jax.numpy.sum(jax.numpy.sin(layer(v)))))(
+            jax.numpy.asarray(x)))
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    calls = []
+    real = jax_cpu.strided_conv
+    monkeypatch.setattr(jax_cpu, "strided_conv",
+                        lambda *a: calls.append(a[2:]) or real(*a))
+    x = np.random.rand(2, 10, 10, 4).astype("float32")  # "same" at stride 2: (0, 1)
+    for padding in ("same", "valid"):
+        ours = Conv2D(6, 3, strides=2, padding=padding)
+        reference = keras.layers.Conv2D(6, 3, strides=2, padding=padding)
+        _assert_same_outputs_and_gradients(ours, reference, x)
+        np.testing.assert_allclose(input_gradient(ours, x), input_gradient(reference, x),
+                                   rtol=1e-5, atol=1e-6)
+    explicit = Conv2D(6, 3, strides=2, zero_padding=1)
+    y, _ = _outputs_and_gradients(explicit, x)
+    assert y.shape == (2, 5 * 5 * 6)
+    ours = input_gradient(explicit, x)
+    for layer in (Conv2D(6, 3, padding="same"), Conv2D(6, 1, strides=2)):
+        _outputs_and_gradients(layer, x)
+    assert set(calls) == ({((2, 2), ((0, 1), (0, 1))), ((2, 2), ((0, 0), (0, 0))),
+                           ((2, 2), ((1, 1), (1, 1)))} if cpu else set())
+    calls.clear()
+    with jax_cpu.strided_input_gradient_by_xla():  # zeros added, then XLA's convolution
+        np.testing.assert_allclose(ours, input_gradient(explicit, x), rtol=1e-5, atol=1e-6)
+    assert calls == [] and jax_cpu.STRIDED_INPUT_GRADIENT_BY_PHASES
+    spec = {"kind": "kerasnets", "model": "resnet18", "image_size": 32,
+            "num_classes": 10, "batch_size": 2, "warmup": 1, "steps": 1}
+    for by_xla in (True, False):
+        calls.clear()
+        assert run_keras({**spec, "jax_strided_input_gradient_by_xla": by_xla})[
+            "train_images_per_second"] > 0
+        assert bool(calls) == (cpu and not by_xla)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU max-pooling form")

@@ -8,7 +8,9 @@
   section "Depthwise convolutions" further down);
 * :func:`max_pool`: the maximum of the window's strided slices, whose gradient goes to
   each window's first maximum, as torch's and TensorFlow's kernels send it (section
-  "Max-pooling").
+  "Max-pooling");
+* :func:`strided_conv`: a strided convolution whose input gradient is one stride-1
+  convolution per phase of the input (section "Strided convolutions").
 
 For a kernel gradient XLA:CPU's own convolution wants the layer's input with batch and
 channels swapped (NHWC -> CHWN) and the output gradient as HWNC; XLA makes each with a
@@ -254,3 +256,101 @@ def _max_pool_backward(pool_size, strides, residuals, gradient):
 
 
 max_pool.defvjp(_max_pool_forward, _max_pool_backward)
+
+
+# --- Strided convolutions ---------------------------------------------------------------
+#
+# XLA computes a strided convolution's input gradient as a convolution of the output
+# gradient with zeros inserted between its pixels (lhs_dilate), and XLA:CPU's kernel
+# multiplies those zeros too: s * s times the forward's work. ResNet-18's 3x3/2 at 28x28,
+# 64->128, batch 128: 42.5 ms where the forward takes 12.0. Split by where an input pixel
+# sits modulo the stride (its phase), the input gradient is s * s stride-1 convolutions of
+# the output gradient, each with the taps that reach that phase, and no zero is
+# multiplied: 11.9 ms. The phases are then interleaved by a fused pad-and-add. The forward
+# and the kernel gradient are XLA's own (the kernel gradient split by phases was slower).
+# The trainer's ResNet-18 trains 1.05x faster, ResNeXt-50 at 64x64 1.07x (python -m
+# kerasnets.benchmarks.alternating resnet18 --trainer --without strided_phases).
+
+STRIDED_INPUT_GRADIENT_BY_PHASES = True
+"""Whether a strided convolution on JAX's CPU computes its input gradient by phases
+(:func:`strided_conv`); :func:`strided_input_gradient_by_xla` turns it off (read when a
+model is traced)."""
+
+
+def strided_input_gradient_by_xla():
+    """Trace models inside this block with XLA's own input gradient of strided
+    convolutions, to measure what :func:`strided_conv` changes."""
+    return _turned_off("STRIDED_INPUT_GRADIENT_BY_PHASES")
+
+
+def _convolve(x, kernel, strides, pads):
+    return lax.conv_general_dilated(x, kernel, strides, pads,
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def strided_conv(x, kernel, strides, pads):
+    """Convolution of NHWC ``x`` with an HWIO ``kernel``, ``strides`` and explicit
+    ``pads`` ((top, bottom), (left, right)): XLA's, whose input gradient is computed by
+    phases (see above)."""
+    return _convolve(x, kernel, strides, pads)
+
+
+def _strided_forward(x, kernel, strides, pads):
+    return _convolve(x, kernel, strides, pads), (x, kernel)
+
+
+def _phase_taps(phase, pad_before, size, stride):
+    """Along one axis, for the input pixels ``phase, phase + stride, ...``: the first
+    kernel tap that reaches them, how many taps do (every ``stride``-th), and the output
+    pixel the first of them reads with the last tap."""
+    first = (phase + pad_before) % stride
+    count = max(0, -(-(size - first) // stride))
+    return first, count, (phase + pad_before - first) // stride - count + 1
+
+
+def strided_input_gradient(gradient, kernel, input_hw, strides, pads):
+    """The input gradient of :func:`strided_conv`: for each phase (a, b), the input pixels
+    (a + i * sh, b + j * sw) get a stride-1 convolution of ``gradient`` with the taps that
+    reach them, flipped and with in and out swapped; the phases are placed between one
+    another by padding with zeros and summed."""
+    n, out_h, out_w, _ = gradient.shape
+    transposed = jnp.swapaxes(kernel, 2, 3)
+    zero = jnp.zeros((), gradient.dtype)
+    total = None
+    for a in range(strides[0]):
+        rows = -(-(input_hw[0] - a) // strides[0])
+        top, count_h, start_h = _phase_taps(a, pads[0][0], kernel.shape[0], strides[0])
+        for b in range(strides[1]):
+            cols = -(-(input_hw[1] - b) // strides[1])
+            left, count_w, start_w = _phase_taps(b, pads[1][0], kernel.shape[1], strides[1])
+            if rows <= 0 or cols <= 0 or count_h == 0 or count_w == 0:
+                continue  # no input pixel here, or none any tap reaches
+            taps = transposed[top::strides[0], left::strides[1]][::-1, ::-1]
+            # output rows start_h .. start_h + rows + count_h - 2, zeros outside
+            window = lax.pad(gradient, zero, [
+                (0, 0, 0),
+                (-start_h, start_h + rows + count_h - 1 - out_h, 0),
+                (-start_w, start_w + cols + count_w - 1 - out_w, 0),
+                (0, 0, 0)])
+            phase = _convolve(window, taps, (1, 1), "VALID")
+            placed = lax.pad(phase, zero, [
+                (0, 0, 0),
+                (a, input_hw[0] - a - (rows - 1) * strides[0] - 1, strides[0] - 1),
+                (b, input_hw[1] - b - (cols - 1) * strides[1] - 1, strides[1] - 1),
+                (0, 0, 0)])
+            total = placed if total is None else total + placed
+    if total is None:
+        total = jnp.zeros((n, *input_hw, kernel.shape[2]), gradient.dtype)
+    return total
+
+
+def _strided_backward(strides, pads, residuals, gradient):
+    x, kernel = residuals
+    _, kernel_vjp = jax.vjp(lambda k: _convolve(x, k, strides, pads), kernel)
+    (kernel_gradient,) = kernel_vjp(gradient)
+    input_gradient = strided_input_gradient(gradient, kernel, x.shape[1:3], strides, pads)
+    return input_gradient.astype(x.dtype), kernel_gradient
+
+
+strided_conv.defvjp(_strided_forward, _strided_backward)

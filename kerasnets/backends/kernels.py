@@ -21,6 +21,8 @@ kxk conv, output <= 3x3    JAX         im2col + one matmul (40x at 2x2x512)
 max-pooling                JAX         maximum of ``kh * kw`` strided slices, the
                                        gradient to each window's first maximum
                                        (``jax_cpu.max_pool``)
+strided kxk convolution    JAX         XLA's, its input gradient one stride-1
+                                       convolution per phase (``jax_cpu.strided_conv``)
 every other convolution    JAX         XLA:CPU's own kernel, not YNNPACK's: a flag
                                        ``startup`` adds to ``XLA_FLAGS``; its input and
                                        output held in memory (``jax_cpu.stored``)
@@ -123,9 +125,13 @@ def conv(inputs, kernel, *, strides, padding, dilation_rate, data_format):
                                                  padding=padding,
                                                  dilation_rate=dilation_rate,
                                                  data_format=data_format)
-    store = _jax_cpu() and not as_matmul and _jax_stores_conv_operands()
+    xla_kernel_on_jax = _jax_cpu() and not as_matmul
+    store = xla_kernel_on_jax and _jax_stores_conv_operands()
     if store:  # before the zeros are added: a padded first element is a constant
         inputs = _jax_stored(inputs)
+    if xla_kernel_on_jax and _by_phases_on_jax(strides, dilation_rate, data_format):
+        out = _strided_conv_on_jax(inputs, kernel, strides=pair(strides), padding=padding)
+        return _jax_stored(out) if store else out
     if not _torch_cpu_nhwc(data_format) or _strided_1x1_on_torch_cpu(kernel, strides,
                                                                     dilation_rate):
         inputs, padding = _zero_pad(inputs, padding, data_format)
@@ -168,6 +174,31 @@ def _as_matmul_on_jax(inputs, kernel, *, strides, padding, dilation_rate, data_f
         padding = "valid"
     out = [output_size(spatial[a], (kh, kw)[a], pair(strides)[a], padding) for a in range(2)]
     return (kh, kw) == (1, 1) or (None not in out and out[0] * out[1] <= IM2COL_MAX_OUTPUT_PIXELS)
+
+
+def _by_phases_on_jax(strides, dilation_rate, data_format) -> bool:
+    """Whether a strided convolution JAX's CPU hands to XLA's own kernel takes its input
+    gradient by phases (:func:`kerasnets.backends.jax_cpu.strided_conv`)."""
+    from kerasnets.backends import jax_cpu
+
+    return (pair(strides) != (1, 1) and pair(dilation_rate) == (1, 1)
+            and data_format == "channels_last" and jax_cpu.STRIDED_INPUT_GRADIENT_BY_PHASES)
+
+
+def _strided_conv_on_jax(inputs, kernel, *, strides, padding):
+    """:func:`kerasnets.backends.jax_cpu.strided_conv` with Keras' or torch's padding
+    given to XLA's convolution (no padded copy of the input)."""
+    from kerasnets.backends import jax_cpu
+
+    kernel = ops.convert_to_tensor(kernel)
+    if padding == "same":
+        pads = tuple(same_padding(inputs.shape[1 + a], kernel.shape[a], strides[a], 1)
+                     for a in range(2))
+    elif padding == "valid":
+        pads = ((0, 0), (0, 0))
+    else:
+        pads = tuple(tuple(pad) for pad in padding)
+    return jax_cpu.strided_conv(inputs, kernel.astype(inputs.dtype), strides, pads)
 
 
 def _jax_stores_conv_operands() -> bool:

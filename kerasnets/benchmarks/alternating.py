@@ -16,7 +16,9 @@ The forms, each with the ``kerasnets.backends.jax_cpu`` context that turns it of
 * ``max_pool_gradient``: max-pooling's gradient written directly, to the first maximum of
   each window (``max_pool_gradient_by_xla``);
 * ``stored_operands``: the convolutions' input and output held in memory
-  (``operands_fused_by_xla``).
+  (``operands_fused_by_xla``);
+* ``strided_phases``: a strided convolution's input gradient computed by phases, one
+  stride-1 convolution per phase (``strided_input_gradient_by_xla``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import numpy as np
 
 WITHOUT = {"depthwise_per_tap": "depthwise_gradient_by_xla",
            "max_pool_gradient": "max_pool_gradient_by_xla",
-           "stored_operands": "operands_fused_by_xla"}
+           "stored_operands": "operands_fused_by_xla",
+           "strided_phases": "strided_input_gradient_by_xla"}
 
 
 def compare(model_name, without, *, trainer=False, rounds=8, batches=4, image_size=64,

@@ -14,6 +14,8 @@ at import, and a fresh process gives an honest peak memory).
   without ``kerasnets.backends.jax_cpu.stored`` around them, to measure what it saves;
   ``"jax_depthwise_gradient_by_xla": true``: JAX's CPU depthwise convolutions with XLA's
   own kernel gradient, without ``jax_cpu.depthwise_per_tap_gradient``;
+  ``"jax_strided_input_gradient_by_xla": true``: JAX's CPU strided convolutions with
+  XLA's own input gradient, without ``jax_cpu.strided_conv``'s phases;
   keras.applications always runs both ways as its users get them);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
@@ -110,15 +112,19 @@ def run_keras(spec):
     with contextlib.ExitStack() as scopes:
         if through_keras:
             scopes.enter_context(keras_patches.layer_calls_through_keras())
-        if spec.get("jax_operands_fused_by_xla") and keras.backend.backend() == "jax":
-            from kerasnets.backends import jax_cpu
+        for option, turned_off in JAX_FORMS_OFF.items():
+            if spec.get(option) and keras.backend.backend() == "jax":
+                from kerasnets.backends import jax_cpu
 
-            scopes.enter_context(jax_cpu.operands_fused_by_xla())
-        if spec.get("jax_depthwise_gradient_by_xla") and keras.backend.backend() == "jax":
-            from kerasnets.backends import jax_cpu
-
-            scopes.enter_context(jax_cpu.depthwise_gradient_by_xla())
+                scopes.enter_context(getattr(jax_cpu, turned_off)())
         return _run_keras(spec)
+
+
+# spec option -> the kerasnets.backends.jax_cpu context that traces the model without
+# one of kerasnets' forms on JAX's CPU
+JAX_FORMS_OFF = {"jax_operands_fused_by_xla": "operands_fused_by_xla",
+                 "jax_depthwise_gradient_by_xla": "depthwise_gradient_by_xla",
+                 "jax_strided_input_gradient_by_xla": "strided_input_gradient_by_xla"}
 
 
 def _run_keras(spec):
