@@ -83,15 +83,18 @@ def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu, onednn):
     ours.build(x.shape), reference.build(x.shape)
     reference.set_weights(ours.get_weights())
     np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(reference(x)), rtol=1e-5, atol=1e-5)
-    # one Keras convolution per group, TensorFlow's or torch's own op, or one Keras op in all
-    assert len(convs) == {"split": 4, "tensorflow": 0, "torch": 0,
+    # one Keras convolution per group (on JAX's CPU these groups of 2 channels are one
+    # block-diagonal convolution), TensorFlow's or torch's own op, or one Keras op in all
+    split = 1 if keras.backend.backend() == "jax" else 4
+    assert len(convs) == {"split": split, "tensorflow": 0, "torch": 0,
                           "keras": 1}[kernels.grouped_conv_form()]
 
 
 def test_grouped_conv_benchmark_compares_the_two_forms(capsys):
     """``python -m kerasnets.benchmarks.grouped_conv`` (the measurement behind
     ``kernels.grouped_conv``'s choice) times the native form and the split on every
-    backend, and on torch also Keras' op (``--keras-op``; XLA-compiled and slow on TF)."""
+    backend, and on torch also Keras' op (``--keras-op``; XLA-compiled and slow on TF), on
+    JAX also the groups computed in blocks."""
     import keras
 
     from kerasnets.benchmarks import grouped_conv
@@ -101,7 +104,8 @@ def test_grouped_conv_benchmark_compares_the_two_forms(capsys):
     out = capsys.readouterr().out
     assert "kerasnets' form here: " in out
     row = [line for line in out.splitlines() if line.startswith("| 128 channels on 16x16")]
-    assert len(row) == 1 and len(row[0].split("|")) == (7 if torch else 6)
+    assert len(row) == 1 and len(row[0].split("|")) == (
+        7 if torch or keras.backend.backend() == "jax" else 6)
     assert "fails" not in row[0]
 
 
@@ -638,10 +642,14 @@ def test_jax_cpu_convolutions_hold_their_operands_in_memory(monkeypatch, cpu):
     from kerasnets.layers import Conv2D, GroupConv2D
 
     monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
-    # the first BN's weights need the input's gradient: four branches, four per group
+    # the first BN's weights need the input's gradient: four branches, four per
+    # convolution (two groups of 2 channels: one block-diagonal convolution, or one each)
     assert _compiled_conv_gradient(Conv2D, 3).count(" conditional(") == (4 if cpu else 0)
     assert _compiled_conv_gradient(lambda *a, **k: GroupConv2D(*a, groups=2, **k), 3
-                                   ).count(" conditional(") == (8 if cpu else 0)
+                                   ).count(" conditional(") == (4 if cpu else 0)
+    with jax_cpu.groups_one_by_one():
+        assert _compiled_conv_gradient(lambda *a, **k: GroupConv2D(*a, groups=2, **k), 3
+                                       ).count(" conditional(") == (8 if cpu else 0)
     assert " conditional(" not in _compiled_conv_gradient(Conv2D, 1)
     with jax_cpu.operands_fused_by_xla():
         assert " conditional(" not in _compiled_conv_gradient(Conv2D, 3)
@@ -761,7 +769,7 @@ def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch)
         return
     from kerasnets.backends import jax_cpu
 
-    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, max_pool_gradient, stored_operands, strided_phases"):
+    with pytest.raises(SystemExit, match="choose one of depthwise_per_tap, max_pool_gradient, stored_operands, strided_phases, group_blocks"):
         alternating.compare("lenet5", "nothing")
     traced = []
     real = jax_cpu.depthwise_per_tap_gradient
@@ -776,6 +784,51 @@ def test_alternating_benchmark_compares_with_and_without_a_jax_form(monkeypatch)
     alternating.compare("mobilenet_v3_small", "stored_operands", rounds=1, batches=1,
                         image_size=32, batch_size=2)
     assert len(traced) > without_it  # both training steps use the depthwise form now
+
+
+def _jax_input_gradient(layer, x):
+    """The gradient of ``sum(sin(layer(x)))`` with respect to ``x``, jitted on JAX."""
+    import jax
+
+    return np.asarray(jax.jit(jax.grad(lambda v: jax.numpy.sum(jax.numpy.sin(layer(v)))))(
+        jax.numpy.asarray(x)))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU grouped form")
+@pytest.mark.parametrize("cpu", [True, False])
+def test_jax_groups_of_few_channels_in_blocks(monkeypatch, cpu):
+    """On JAX's CPU, groups of at most 4 input channels are computed several to a
+    convolution of 16 channels (block-diagonal kernels; as many groups as divide the
+    count), wider groups one by one, everything inside ``groups_one_by_one`` one by one;
+    Keras' outputs, kernel gradients and input gradients either way. A (faked) GPU gets
+    Keras' grouped op."""
+    from kerasnets.backends import devices, jax_cpu, kernels
+
+    monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
+    convs = []
+    real = kernels.conv
+    monkeypatch.setattr(kernels, "conv",
+                        lambda x, k, **kw: convs.append(k.shape) or real(x, k, **kw))
+    # (channels in, groups, filters, stride), the kernel of each convolution on the CPU
+    cases = [((16, 4, 8, 1), (3, 3, 16, 8)),   # 4 a group: all four in one
+             ((24, 12, 24, 2), (3, 3, 12, 12)),  # 2 a group: 8 would not divide 12, so 6
+             ((8, 8, 16, 1), (3, 3, 8, 16)),   # 1 a group
+             ((16, 2, 4, 1), (3, 3, 8, 2))]    # 8 a group: one by one
+    for (channels, groups, filters, stride), shape in cases:
+        x = np.random.rand(2, 7, 7, channels).astype("float32")
+        ours = GroupConv2D(filters, 3, strides=stride, groups=groups, padding="same")
+        reference = keras.layers.Conv2D(filters, 3, strides=stride, groups=groups,
+                                        padding="same")
+        convs.clear()
+        _assert_same_outputs_and_gradients(ours, reference, x)
+        np.testing.assert_allclose(_jax_input_gradient(ours, x),
+                                   _jax_input_gradient(reference, x), rtol=1e-5, atol=1e-6)
+        assert set(convs) == ({shape} if cpu else set())
+        convs.clear()
+        with jax_cpu.groups_one_by_one():
+            _jax_input_gradient(ours, x)
+        assert len(convs) == (groups if cpu else 0)
+    assert jax_cpu.GROUPS_IN_BLOCKS
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU strided form")
@@ -831,15 +884,9 @@ def test_jax_strided_conv_dispatch_by_device(monkeypatch, cpu):
     GPU do not; ``strided_input_gradient_by_xla`` and the benchmark option
     ``"jax_strided_input_gradient_by_xla": true`` turn it off. Keras' own layer's outputs
     and gradients either way."""
-    import jax
-
     from kerasnets.backends import devices, jax_cpu
     from kerasnets.benchmarks.workloads import run_keras
     from kerasnets.layers import Conv2D
-
-    def input_gradient(layer, x):
-        return np.asarray(jax.jit(jax.grad(lambda v: jax.numpy.sum(jax.numpy.sin(layer(v)))))(
-            jax.numpy.asarray(x)))
 
     monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
     calls = []
@@ -851,19 +898,19 @@ def test_jax_strided_conv_dispatch_by_device(monkeypatch, cpu):
         ours = Conv2D(6, 3, strides=2, padding=padding)
         reference = keras.layers.Conv2D(6, 3, strides=2, padding=padding)
         _assert_same_outputs_and_gradients(ours, reference, x)
-        np.testing.assert_allclose(input_gradient(ours, x), input_gradient(reference, x),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_jax_input_gradient(ours, x),
+                                   _jax_input_gradient(reference, x), rtol=1e-5, atol=1e-6)
     explicit = Conv2D(6, 3, strides=2, zero_padding=1)
     y, _ = _outputs_and_gradients(explicit, x)
     assert y.shape == (2, 5 * 5 * 6)
-    ours = input_gradient(explicit, x)
+    ours = _jax_input_gradient(explicit, x)
     for layer in (Conv2D(6, 3, padding="same"), Conv2D(6, 1, strides=2)):
         _outputs_and_gradients(layer, x)
     assert set(calls) == ({((2, 2), ((0, 1), (0, 1))), ((2, 2), ((0, 0), (0, 0))),
                            ((2, 2), ((1, 1), (1, 1)))} if cpu else set())
     calls.clear()
     with jax_cpu.strided_input_gradient_by_xla():  # zeros added, then XLA's convolution
-        np.testing.assert_allclose(ours, input_gradient(explicit, x), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ours, _jax_input_gradient(explicit, x), rtol=1e-5, atol=1e-6)
     assert calls == [] and jax_cpu.STRIDED_INPUT_GRADIENT_BY_PHASES
     spec = {"kind": "kerasnets", "model": "resnet18", "image_size": 32,
             "num_classes": 10, "batch_size": 2, "warmup": 1, "steps": 1}

@@ -258,6 +258,24 @@ def _max_pool_backward(pool_size, strides, residuals, gradient):
 max_pool.defvjp(_max_pool_forward, _max_pool_backward)
 
 
+# --- Grouped convolutions ---------------------------------------------------------------
+#
+# kernels.grouped_conv computes them one convolution per group on JAX's CPU, and groups of
+# few channels several to a convolution with block-diagonal kernels (measured there).
+
+GROUPS_IN_BLOCKS = True
+"""Whether grouped convolutions of few channels a group are computed several groups to
+a convolution on JAX's CPU (``kerasnets.backends.kernels.grouped_conv``);
+:func:`groups_one_by_one` turns it off (read when a model is traced)."""
+
+
+def groups_one_by_one():
+    """Trace models inside this block with one convolution per group, to measure what
+    computing several groups to a convolution changes."""
+    return _turned_off("GROUPS_IN_BLOCKS")
+
+
+
 # --- Strided convolutions ---------------------------------------------------------------
 #
 # XLA computes a strided convolution's input gradient as a convolution of the output

@@ -18,7 +18,9 @@ The forms, each with the ``kerasnets.backends.jax_cpu`` context that turns it of
 * ``stored_operands``: the convolutions' input and output held in memory
   (``operands_fused_by_xla``);
 * ``strided_phases``: a strided convolution's input gradient computed by phases, one
-  stride-1 convolution per phase (``strided_input_gradient_by_xla``).
+  stride-1 convolution per phase (``strided_input_gradient_by_xla``);
+* ``group_blocks``: grouped convolutions of few channels a group computed several groups
+  to a convolution, with block-diagonal kernels (``groups_one_by_one``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import numpy as np
 WITHOUT = {"depthwise_per_tap": "depthwise_gradient_by_xla",
            "max_pool_gradient": "max_pool_gradient_by_xla",
            "stored_operands": "operands_fused_by_xla",
-           "strided_phases": "strided_input_gradient_by_xla"}
+           "strided_phases": "strided_input_gradient_by_xla",
+           "group_blocks": "groups_one_by_one"}
 
 
 def compare(model_name, without, *, trainer=False, rounds=8, batches=4, image_size=64,

@@ -2,7 +2,8 @@
 does on each CPU backend: forward + backward of ResNeXt-50's 3x3 grouped convolutions (32
 groups), the backend's native grouped kernel (TensorFlow's own on TF, ``lax.conv`` on JAX,
 torch's own on the channels_last view on torch) against one convolution per group, side
-by side.
+by side; on JAX also kerasnets' form there, groups of at most 4 channels computed several to
+a convolution of 16 channels with block-diagonal kernels.
 
 ``KERAS_BACKEND=tensorflow python -m kerasnets.benchmarks.grouped_conv`` (or jax, or
 torch; about a minute on 2 cores), float32. ``--keras-op`` adds Keras' ``ops.conv``: on TF
@@ -15,6 +16,7 @@ its row says so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -81,6 +83,8 @@ def main(argv=None):
     # the forms of kernels.grouped_conv to time, by column
     columns = {"native": {"tensorflow": "tensorflow", "torch": "torch"}.get(backend, "keras"),
                "one per group": "split"}
+    if backend == "jax":  # groups of <= 4 channels: several to a convolution (kernels.py)
+        columns["in blocks of 16 channels"] = "blocks"
     if args.keras_op and backend != "jax":
         columns["Keras' ops.conv (XLA)" if backend == "tensorflow" else "Keras' ops.conv"] = \
             "keras"
@@ -89,11 +93,17 @@ def main(argv=None):
         """Seconds per forward + backward in ``form``, or why it failed."""
         def fn(x, w):
             return kernels.grouped_conv(x, w, strides=1, padding="same", dilation_rate=1,
-                                        groups=GROUPS, data_format="channels_last", form=form)
-        try:
-            return _time(fn, x, w, args.repeats)
-        except Exception as error:  # TF without oneDNN: no CPU gradient kernel
-            return f"fails ({type(error).__name__})"
+                                        groups=GROUPS, data_format="channels_last",
+                                        form="split" if form == "blocks" else form)
+        with contextlib.ExitStack() as scope:
+            if backend == "jax" and form == "split":  # traced in _time's first call
+                from kerasnets.backends import jax_cpu
+
+                scope.enter_context(jax_cpu.groups_one_by_one())
+            try:
+                return _time(fn, x, w, args.repeats)
+            except Exception as error:  # TF without oneDNN: no CPU gradient kernel
+                return f"fails ({type(error).__name__})"
 
     onednn = f", oneDNN {'on' if devices.tf_onednn() else 'off'}" \
         if backend == "tensorflow" else ""

@@ -16,6 +16,7 @@ at import, and a fresh process gives an honest peak memory).
   own kernel gradient, without ``jax_cpu.depthwise_per_tap_gradient``;
   ``"jax_strided_input_gradient_by_xla": true``: JAX's CPU strided convolutions with
   XLA's own input gradient, without ``jax_cpu.strided_conv``'s phases;
+  ``"jax_groups_one_by_one": true``: JAX's CPU grouped convolutions one per group;
   keras.applications always runs both ways as its users get them);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
@@ -124,7 +125,8 @@ def run_keras(spec):
 # one of kerasnets' forms on JAX's CPU
 JAX_FORMS_OFF = {"jax_operands_fused_by_xla": "operands_fused_by_xla",
                  "jax_depthwise_gradient_by_xla": "depthwise_gradient_by_xla",
-                 "jax_strided_input_gradient_by_xla": "strided_input_gradient_by_xla"}
+                 "jax_strided_input_gradient_by_xla": "strided_input_gradient_by_xla",
+                 "jax_groups_one_by_one": "groups_one_by_one"}
 
 
 def _run_keras(spec):
