@@ -1,5 +1,7 @@
 """Why ``kerasnets.backends.kernels`` rewrites convolutions and max-pooling on JAX's CPU:
-forward + backward (jit) of one layer as ``lax`` runs it and as the rewrite, side by side.
+forward + backward (jit) of one layer as ``lax`` runs it and as the rewrite, side by side
+(strided convolutions: XLA's, and ``jax_cpu.strided_conv``, whose input gradient is
+computed by phases).
 
 ``KERAS_BACKEND=jax python -m kerasnets.benchmarks.jax_conv`` (about 3 minutes on 2 cores).
 """
@@ -16,6 +18,10 @@ CONVS = [  # (feature map, channels in, channels out, kernel, batch)
     (28, 64, 64, 3, 128), (14, 128, 128, 3, 128), (7, 256, 256, 3, 128),
 ]
 POOLS = [(32, 64, 32), (112, 64, 32)]  # (feature map, channels, batch): 3x3/2 max-pool
+# (feature map, channels in, channels out, batch): 3x3/2 convolutions, padding 1, of the
+# trainer's ResNet-18 (28x28x1, batch 128), ResNet-50's layer2 there, ResNet-18 at 64x64
+STRIDED = [(28, 64, 128, 128), (14, 128, 256, 128), (7, 256, 512, 128), (28, 128, 128, 128),
+           (16, 64, 128, 32)]
 
 
 def _time(fn, *args, repeats=5):
@@ -63,6 +69,21 @@ def main():
         a, b = _time(native_pool, x), _time(_slices, x)
         print(f"| 3x3/2 max-pool on {size}x{size}x{channels}, batch {batch} | {a * 1e3:.1f} | "
               f"{b * 1e3:.1f} | {a / b:.2f} | - |", flush=True)
+    for size, cin, cout, batch in STRIDED:  # the rewrite: its input gradient by phases
+        x = jnp.asarray(rng.standard_normal((batch, size, size, cin), np.float32))
+        w = jnp.asarray(rng.standard_normal((3, 3, cin, cout), np.float32))
+
+        def native_strided(x, w):
+            return lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+        def phases(x, w):
+            return jax_cpu.strided_conv(x, w, (2, 2), ((1, 1), (1, 1)))
+        a, b = _time(native_strided, x, w), _time(phases, x, w)
+        out = (size - 1) // 2 + 1
+        flops = 3 * 2 * batch * out * out * 9 * cin * cout
+        print(f"| 3x3/2 conv {cin}->{cout} on {size}x{size}, batch {batch} | {a * 1e3:.1f} | "
+              f"{b * 1e3:.1f} | {a / b:.2f} | {flops / a / 1e9:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
