@@ -708,6 +708,20 @@ def test_jax_depthwise_per_tap_gradient_is_bit_for_bit_the_shifted_form(kernel, 
             np.testing.assert_array_equal(ours, xla)
 
 
+def _assert_workload_option_turns_the_form_off(model, option, calls, cpu):
+    """``python -m kerasnets.benchmarks.workloads`` traces ``model`` (32x32, batch 2)
+    without the form whose calls land in ``calls`` when ``option`` is true, and with it on
+    JAX's CPU otherwise."""
+    from kerasnets.benchmarks.workloads import run_keras
+
+    spec = {"kind": "kerasnets", "model": model, "image_size": 32, "num_classes": 10,
+            "batch_size": 2, "warmup": 1, "steps": 1}
+    for off in (True, False):
+        calls.clear()
+        assert run_keras({**spec, option: off})["train_images_per_second"] > 0
+        assert bool(calls) == (cpu and not off)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU depthwise form")
 @pytest.mark.parametrize("cpu", [True, False])
 def test_jax_depthwise_dispatch_by_device(monkeypatch, cpu):
@@ -718,7 +732,6 @@ def test_jax_depthwise_dispatch_by_device(monkeypatch, cpu):
     import jax
 
     from kerasnets.backends import devices, jax_cpu
-    from kerasnets.benchmarks.workloads import run_keras
 
     monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
     calls = []
@@ -737,13 +750,8 @@ def test_jax_depthwise_dispatch_by_device(monkeypatch, cpu):
     with jax_cpu.depthwise_gradient_by_xla():
         jax.grad(lambda v: jax.numpy.sum(layer(v)))(jax.numpy.asarray(x))
     assert calls == [] and jax_cpu.DEPTHWISE_KERNEL_GRADIENT_PER_TAP
-    spec = {"kind": "kerasnets", "model": "mobilenet_v3_small", "image_size": 32,
-            "num_classes": 10, "batch_size": 2, "warmup": 1, "steps": 1}
-    for by_xla in (True, False):
-        calls.clear()
-        assert run_keras({**spec, "jax_depthwise_gradient_by_xla": by_xla})[
-            "train_images_per_second"] > 0
-        assert bool(calls) == (cpu and not by_xla)
+    _assert_workload_option_turns_the_form_off("mobilenet_v3_small",
+                                                "jax_depthwise_gradient_by_xla", calls, cpu)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU depthwise form")
@@ -885,7 +893,6 @@ def test_jax_strided_conv_dispatch_by_device(monkeypatch, cpu):
     ``"jax_strided_input_gradient_by_xla": true`` turn it off. Keras' own layer's outputs
     and gradients either way."""
     from kerasnets.backends import devices, jax_cpu
-    from kerasnets.benchmarks.workloads import run_keras
     from kerasnets.layers import Conv2D
 
     monkeypatch.setattr(devices, "on_cpu", lambda: cpu)
@@ -912,13 +919,8 @@ def test_jax_strided_conv_dispatch_by_device(monkeypatch, cpu):
     with jax_cpu.strided_input_gradient_by_xla():  # zeros added, then XLA's convolution
         np.testing.assert_allclose(ours, _jax_input_gradient(explicit, x), rtol=1e-5, atol=1e-6)
     assert calls == [] and jax_cpu.STRIDED_INPUT_GRADIENT_BY_PHASES
-    spec = {"kind": "kerasnets", "model": "resnet18", "image_size": 32,
-            "num_classes": 10, "batch_size": 2, "warmup": 1, "steps": 1}
-    for by_xla in (True, False):
-        calls.clear()
-        assert run_keras({**spec, "jax_strided_input_gradient_by_xla": by_xla})[
-            "train_images_per_second"] > 0
-        assert bool(calls) == (cpu and not by_xla)
+    _assert_workload_option_turns_the_form_off("resnet18", "jax_strided_input_gradient_by_xla",
+                                                calls, cpu)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "jax", reason="JAX's CPU max-pooling form")
