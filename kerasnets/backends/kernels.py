@@ -331,11 +331,13 @@ def grouped_conv(inputs, kernel, *, strides, padding, dilation_rate, groups, dat
 
 
 # XLA:CPU's convolution is slow with few channels: ResNeXt-50 32x4d's first stage, 32
-# groups of 4 channels, took 281 ms forward + backward one convolution per group (28x28,
+# groups of 4 channels, took 239 ms forward + backward one convolution per group (28x28,
 # batch 128). Groups merged four by four into convolutions of 16 channels, whose kernels
 # hold the groups' kernels on their diagonal and zeros elsewhere, do four times the
-# multiplications and take 173 ms; 16x16, batch 32: 16.5 -> 7.3 ms. With 8 channels a
-# group, two by two, the two were even (python -m kerasnets.benchmarks.grouped_conv).
+# multiplications and take 136 ms; 16x16, batch 32: 14.9 -> 10.0 ms (python -m
+# kerasnets.benchmarks.grouped_conv). Blocks of 16 channels were the fastest for 1, 2 and 4
+# channels a group; with 8 channels a group, two by two was even (a throwaway sweep,
+# docs/benchmarks.md).
 # ResNeXt-50 trains 1.08x faster at 64x64, 1.06x on the trainer's workload (python -m
 # kerasnets.benchmarks.alternating resnext50_32x4d --without group_blocks).
 GROUP_BLOCK_CHANNELS = 16

@@ -31,11 +31,7 @@ import time
 
 import numpy as np
 
-WITHOUT = {"depthwise_per_tap": "depthwise_gradient_by_xla",
-           "max_pool_gradient": "max_pool_gradient_by_xla",
-           "stored_operands": "operands_fused_by_xla",
-           "strided_phases": "strided_input_gradient_by_xla",
-           "group_blocks": "groups_one_by_one"}
+from kerasnets.benchmarks.workloads import JAX_FORMS as WITHOUT
 
 
 def compare(model_name, without, *, trainer=False, rounds=8, batches=4, image_size=64,

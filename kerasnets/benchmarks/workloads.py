@@ -17,6 +17,7 @@ at import, and a fresh process gives an honest peak memory).
   ``"jax_strided_input_gradient_by_xla": true``: JAX's CPU strided convolutions with
   XLA's own input gradient, without ``jax_cpu.strided_conv``'s phases;
   ``"jax_groups_one_by_one": true``: JAX's CPU grouped convolutions one per group;
+  ``"jax_max_pool_gradient_by_xla": true``: JAX's gradient of the chain of maxima;
   keras.applications always runs both ways as its users get them);
 * ``torchvision``: the same workload as a plain PyTorch eager loop, NCHW or
   ``channels_last`` memory format;
@@ -121,12 +122,15 @@ def run_keras(spec):
         return _run_keras(spec)
 
 
-# spec option -> the kerasnets.backends.jax_cpu context that traces the model without
-# one of kerasnets' forms on JAX's CPU
-JAX_FORMS_OFF = {"jax_operands_fused_by_xla": "operands_fused_by_xla",
-                 "jax_depthwise_gradient_by_xla": "depthwise_gradient_by_xla",
-                 "jax_strided_input_gradient_by_xla": "strided_input_gradient_by_xla",
-                 "jax_groups_one_by_one": "groups_one_by_one"}
+# kerasnets' forms on JAX's CPU, each with the kerasnets.backends.jax_cpu context that
+# traces a model without it (named by `python -m kerasnets.benchmarks.alternating
+# --without`), and the spec option "jax_<context>" that does the same here
+JAX_FORMS = {"depthwise_per_tap": "depthwise_gradient_by_xla",
+             "max_pool_gradient": "max_pool_gradient_by_xla",
+             "stored_operands": "operands_fused_by_xla",
+             "strided_phases": "strided_input_gradient_by_xla",
+             "group_blocks": "groups_one_by_one"}
+JAX_FORMS_OFF = {f"jax_{context}": context for context in JAX_FORMS.values()}
 
 
 def _run_keras(spec):
