@@ -162,3 +162,45 @@ def test_matmul_roof_is_the_best_backend_and_each_backend_measures_its_own():
         result = run_job({"kind": "matmul", "backend": backend, "size": 64}, timeout=300)
         assert "error" not in result, result.get("error")
         assert result["backend"] == backend and result["gflops"] > 0
+
+
+def test_conv_share_table_bounds_jax_by_its_convolutions():
+    """The bound in ``python -m kerasnets.benchmarks.conv_share``: the fastest backend's
+    step against JAX's convolutions plus the least rest (step less convolutions) of any
+    backend; a failed backend is shown, not counted."""
+    from kerasnets.benchmarks import conv_share
+
+    kinds = dict.fromkeys(conv_share.KINDS, 0.0)
+    spec = dict(kind="convolutions", model="resnet18", workload="trainer", image_size=28)
+    results = [dict(spec, backend="tensorflow", step_ms=800.0, conv_ms=500.0,
+                    conv_ms_by_kind=dict(kinds, kxk=500.0)),
+               dict(spec, backend="jax", step_ms=1100.0, conv_ms=700.0,
+                    conv_ms_by_kind=dict(kinds, kxk=700.0)),
+               dict(spec, backend="torch", error="Traceback\nRuntimeError: out of memory\n")]
+    table = conv_share.markdown(results)
+    assert "| `resnet18`, trainer | jax | 1100 | 700 | 64% | 0 / 700 / 0 / 0 / 0 |" in table
+    assert "| `resnet18` | torch | error: RuntimeError: out of memory |" in table
+    # measured 800 / 1100; JAX's rest 400; TF's 300 is the least; 800 / (700 + 300)
+    assert "| `resnet18`, trainer | tensorflow | 0.73 | 400 | 300 (tensorflow) | 0.80 |" in table
+    jobs = conv_share.jobs(["resnet18"], ["jax"], trainer=True)
+    assert jobs == [dict(kind="convolutions", model="resnet18", backend="jax", image_size=28,
+                         batch_size=128, warmup=3, steps=4, repeats=5, workload="trainer",
+                         channels=1, num_classes=10, options={"small_input": True})]
+
+
+def test_conv_share_runs_each_backend_in_a_process_of_its_own(capsys, tmp_path):
+    """``python -m kerasnets.benchmarks.conv_share lenet5 --backends torch``: the child
+    process measures the step and the convolutions and the table shows them."""
+    import json
+
+    from kerasnets.benchmarks import conv_share
+
+    output = tmp_path / "share.json"
+    conv_share.main(["lenet5", "--backends", "torch", "--repeats", "1",
+                     "--output", str(output)])
+    out = capsys.readouterr().out
+    assert "convolutions/lenet5/torch " in out and "| `lenet5`, 64x64 | torch | " in out
+    [result] = json.loads(output.read_text())
+    assert "error" not in result, result.get("error")
+    assert result["conv_ms"] > 0 and result["step_ms"] > 0
+    assert [layer["kind"] for layer in result["layers"]] == ["kxk", "kxk"]

@@ -90,6 +90,44 @@ def test_kernel_rewrites_are_chosen_by_device(monkeypatch, cpu, onednn):
                           "keras": 1}[kernels.grouped_conv_form()]
 
 
+def test_conv_share_times_each_distinct_convolution_once(monkeypatch):
+    """``python -m kerasnets.benchmarks.conv_share`` (how much of a step is convolution):
+    every convolution of a model found, nested ones too; one configuration on one input
+    shape timed once and counted; the model's first convolution takes no input gradient,
+    as in training; each kind of convolution runs on this backend."""
+    import keras
+
+    from kerasnets.benchmarks import conv_share
+    from kerasnets.layers import Conv2D, DepthwiseConv2D, GroupConv2D
+
+    inner_in = keras.Input((8, 8, 8))
+    inner = keras.Model(inner_in, GroupConv2D(8, 3, padding="same", groups=4)(inner_in))
+    x = inputs = keras.Input((16, 16, 3))
+    x = Conv2D(8, 3, strides=2, zero_padding=1, use_bias=False)(x)
+    x = Conv2D(8, 3, padding="same")(x)
+    x = Conv2D(8, 3, padding="same")(x)  # the same configuration and input: counted
+    x = inner(x)
+    x = DepthwiseConv2D(3, padding="same")(x)
+    x = Conv2D(4, 1)(x)
+    model = keras.Model(inputs, x)
+
+    found = conv_share.conv_layers(model)
+    assert [type(layer).__name__ for layer, _, _ in found] == [
+        "Conv2D", "Conv2D", "Conv2D", "GroupConv2D", "DepthwiseConv2D", "Conv2D"]
+    assert [first for _, _, first in found] == [True] + [False] * 5
+    assert found[0][1] == (16, 16, 3) and found[1][1] == (8, 8, 8)
+
+    wrt_input = []
+    step = conv_share._step
+    monkeypatch.setattr(conv_share, "_step",
+                        lambda layer, grad_x: wrt_input.append(grad_x) or step(layer, grad_x))
+    rows = conv_share.convolution_times(model, batch=2, repeats=1)
+    assert [(r["kind"], r["count"]) for r in rows] == [
+        ("strided kxk", 1), ("kxk", 2), ("grouped", 1), ("depthwise", 1), ("1x1", 1)]
+    assert wrt_input == [False, True, True, True, True]
+    assert all(r["ms"] >= 0 for r in rows)
+
+
 def test_grouped_conv_benchmark_compares_the_two_forms(capsys):
     """``python -m kerasnets.benchmarks.grouped_conv`` (the measurement behind
     ``kernels.grouped_conv``'s choice) times the native form and the split on every
