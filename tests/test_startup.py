@@ -100,3 +100,68 @@ def test_tensorflow_runs_its_onednn_kernels_after_import_kerasnets():
     if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
         pytest.skip("TF_ENABLE_ONEDNN_OPTS=0 exported by the user")
     assert _pywrap_util_port.IsMklEnabled()
+
+
+def test_commands_restart_with_huge_pages_on_jax_with_glibc_only():
+    """glibc reads GLIBC_TUNABLES only at a process's start: kerasnets' commands restart
+    themselves with glibc.malloc.hugetlb=1 on JAX, on glibc >= 2.35, where transparent huge
+    pages are on; a hugetlb value of the user's wins."""
+    glibc = ("glibc", "2.36")
+    jax_env = {"KERAS_BACKEND": "jax"}
+    assert startup.huge_pages_tunables(jax_env, glibc, "madvise") == "glibc.malloc.hugetlb=1"
+    assert startup.huge_pages_tunables(jax_env, glibc, "always") == "glibc.malloc.hugetlb=1"
+    assert startup.huge_pages_tunables(
+        {**jax_env, "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, glibc, "madvise") == (
+        "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1")
+    for environ, libc, thp in [
+            ({**jax_env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, glibc, "madvise"),
+            (jax_env, glibc, "never"), (jax_env, glibc, None),  # THP off or no /sys
+            (jax_env, ("glibc", "2.34"), "madvise"), (jax_env, ("", ""), "madvise"),  # musl
+            ({"KERAS_BACKEND": "torch"}, glibc, "madvise"),
+            ({"KERAS_BACKEND": "tensorflow"}, glibc, "madvise")]:
+        assert startup.huge_pages_tunables(environ, libc, thp) is None, (environ, libc, thp)
+
+
+def test_configured_backend_is_read_as_keras_reads_it(tmp_path):
+    (tmp_path / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}')
+    assert startup._configured_backend({"KERAS_HOME": str(tmp_path)}) == "jax"
+    assert startup._configured_backend({"KERAS_HOME": str(tmp_path),
+                                        "KERAS_BACKEND": "torch"}) == "torch"
+    assert startup._configured_backend({"KERAS_HOME": str(tmp_path / "none")}) == "tensorflow"
+
+
+def test_restart_runs_the_same_command_with_the_tunable(monkeypatch):
+    import sys
+
+    calls = []
+    monkeypatch.setattr(startup, "huge_pages_tunables", lambda: "glibc.malloc.hugetlb=1")
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "kerasnets.benchmarks.x", "{}"])
+    startup.restart_with_huge_pages(execve=lambda *args: calls.append(args))
+    [(path, argv, env)] = calls
+    assert path == sys.executable and argv == [sys.executable, "-m",
+                                               "kerasnets.benchmarks.x", "{}"]
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    monkeypatch.setattr(startup, "huge_pages_tunables", lambda: None)
+    startup.restart_with_huge_pages(execve=lambda *args: calls.append(args))
+    assert len(calls) == 1  # nothing to add: no restart
+
+
+def test_a_command_restarted_once_runs_with_the_tunable(tmp_path):
+    """End to end, in a fresh process: the restart happens once and the code after it
+    runs with the tunable in its environment."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    env.pop("GLIBC_TUNABLES", None)
+    if startup.huge_pages_tunables(env) is None:
+        pytest.skip("no glibc >= 2.35 with transparent huge pages here")
+    marker = tmp_path / "runs"
+    code = ("import sys; sys.path.insert(0, 'kerasnets/backends'); import startup; "
+            f"open({str(marker)!r}, 'a').write('x'); startup.restart_with_huge_pages(); "
+            "import os; print(os.environ['GLIBC_TUNABLES'])")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=root,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "glibc.malloc.hugetlb=1"
+    assert marker.read_text() == "xx"  # the code before the restart ran twice, once each

@@ -81,6 +81,10 @@ def compare(model_name, without, *, trainer=False, rounds=8, batches=4, image_si
 
 
 def main(argv=None):
+    if argv is None:  # a command: JAX's steps with huge pages, as train.py runs them
+        from kerasnets.backends import startup
+
+        startup.restart_with_huge_pages()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model")
     parser.add_argument("--without", required=True, choices=sorted(WITHOUT))

@@ -235,6 +235,10 @@ def main(argv=None):
 
     from kerasnets.benchmarks import runner, workloads
 
+    if argv is None:  # a command: JAX's steps with huge pages, as train.py runs them
+        from kerasnets.backends import startup
+
+        startup.restart_with_huge_pages()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0].startswith("{"):  # one job, in the process runner.run_job started
         spec = json.loads(argv[0])

@@ -352,6 +352,10 @@ def use_jax_default_convolutions(spec, environ=None):
 
 
 def main(argv=None):
+    if argv is None:  # a worker process: JAX's steps with huge pages, as train.py runs them
+        from kerasnets.backends import startup
+
+        startup.restart_with_huge_pages()
     spec = json.loads((argv or sys.argv[1:])[0])
     use_jax_default_convolutions(spec)  # JAX has not started: only kerasnets is imported
     if spec["backend"] == "torch" and spec["kind"] in ("torchvision", "matmul"):

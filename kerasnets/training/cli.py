@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from kerasnets.backends import startup
 from kerasnets.data import PIPELINES, CorruptDatasetError, DatasetNotFoundError
 from kerasnets.training.config import HOST_SETTINGS, build_parser, explicit_settings
 from kerasnets.training.errors import TrainingError, TrainingInterrupted
@@ -15,7 +16,11 @@ from kerasnets.training.run import train
 
 
 def main(argv=None, prog="kerasnets-train"):
-    """Train from the command line; exit 0 on success, 2 on bad input, 130 when interrupted."""
+    """Train from the command line; exit 0 on success, 2 on bad input, 130 when interrupted.
+    Run as a command (``argv`` None), it first restarts itself with glibc's huge pages on
+    JAX (``kerasnets.backends.startup.restart_with_huge_pages``)."""
+    if argv is None:
+        startup.restart_with_huge_pages()
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     explicit = explicit_settings(args)
