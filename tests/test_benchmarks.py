@@ -204,3 +204,37 @@ def test_conv_share_runs_each_backend_in_a_process_of_its_own(capsys, tmp_path):
     assert "error" not in result, result.get("error")
     assert result["conv_ms"] > 0 and result["step_ms"] > 0
     assert [layer["kind"] for layer in result["layers"]] == ["kxk", "kxk"]
+
+
+def test_huge_pages_setting_replaces_only_the_hugetlb_tunable():
+    from kerasnets.benchmarks.huge_pages import tunables_with
+
+    assert tunables_with("", "glibc.malloc.hugetlb=1") == "glibc.malloc.hugetlb=1"
+    assert tunables_with("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1",
+                         "glibc.malloc.hugetlb=0") == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=0"
+
+
+def test_huge_pages_benchmark_runs_each_setting_in_a_fresh_jax_process(capsys, tmp_path):
+    """``python -m kerasnets.benchmarks.huge_pages lenet5``: each round runs glibc's default
+    and 2 MiB pages in processes of their own, with the user's other tunables kept, and the
+    table shows both and the speed-up."""
+    import json
+
+    from kerasnets.benchmarks import huge_pages
+
+    output = tmp_path / "pages.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=8")
+        huge_pages.main(["lenet5", "--backend", "jax", "--image-size", "28", "--batch-size",
+                         "4", "--rounds", "1", "--steps", "1", "--output", str(output)])
+    out = capsys.readouterr().out
+    [round_] = json.loads(output.read_text())
+    assert set(round_) == {"default", "2 MiB pages"}
+    for label, setting in huge_pages.SETTINGS.items():
+        result = round_[label]
+        assert "error" not in result, result.get("error")
+        assert result["glibc_tunables"] == f"glibc.malloc.tcache_count=8:{setting}"
+        assert result["step_ms"] > 0 and result["faults_per_step"] >= 0 and result["peak_mb"] > 0
+    assert "median speed-up with 2 MiB pages" in out and out.count("\n| 1 | ") == 1
+    with pytest.raises(SystemExit):
+        huge_pages.main(["lenet5", "--rounds", "0"])

@@ -70,11 +70,12 @@ def workloads(models, backends, *, peers=True, pipelines=True, image_size=64, ba
     return jobs
 
 
-def run_job(job, timeout=1200, module="kerasnets.benchmarks.workloads"):
+def run_job(job, timeout=1200, module="kerasnets.benchmarks.workloads", env=None):
     """``job`` run by ``python -m module '<job as JSON>'`` in a fresh process on its
-    backend: the dict its ``RESULT`` line holds, or the job with an ``"error"``."""
+    backend, with ``env`` added to this process's environment: the dict its ``RESULT``
+    line holds, or the job with an ``"error"``."""
     env = {**os.environ, "KERAS_BACKEND": job["backend"] if job["backend"] in BACKENDS
-           else "torch", "TF_CPP_MIN_LOG_LEVEL": "2"}
+           else "torch", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     cmd = [sys.executable, "-m", module, json.dumps(job)]
     try:
         done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True,
