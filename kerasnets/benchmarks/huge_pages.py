@@ -23,7 +23,10 @@ import statistics
 import sys
 import time
 
-SETTINGS = {"default": "glibc.malloc.hugetlb=0", "2 MiB pages": "glibc.malloc.hugetlb=1"}
+from kerasnets.backends.startup import HUGE_PAGES_TUNABLE
+
+# glibc's default, and the tunable kerasnets' commands restart with
+SETTINGS = {"default": "glibc.malloc.hugetlb=0", "2 MiB pages": HUGE_PAGES_TUNABLE}
 
 
 def tunables_with(current: str, setting: str) -> str:
