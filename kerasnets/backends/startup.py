@@ -40,8 +40,9 @@ step's buffers afresh from ``malloc``, which maps them from the kernel page by p
 trainer's ResNet-50 page-faulted 2.97 GB a step, and each 4 KiB page is faulted in and
 zeroed again every step (sys time 1.1 s of a 3.5 s step). With the tunable ``malloc``
 asks for 2 MiB pages: 10,000 faults a step instead of 725,000, and JAX trains 1.08-1.52x
-faster (docs/benchmarks.md; ``python -m kerasnets.benchmarks.huge_pages MODEL`` measures it). TensorFlow keeps its own allocator (under 6 MB of faults a
-step); torch was no faster with it, so neither restarts. A ``glibc.malloc.hugetlb`` value
+faster (docs/benchmarks.md; ``python -m kerasnets.benchmarks.huge_pages MODEL`` measures
+it). TensorFlow keeps its own allocator (under 6 MB of faults a step); torch was no faster
+with it, so neither restarts. A ``glibc.malloc.hugetlb`` value
 of the user's own wins (``GLIBC_TUNABLES=glibc.malloc.hugetlb=0`` keeps glibc's default).
 
 ``XLA_FLAGS`` holds many flags: kerasnets adds its one flag to the user's unless they

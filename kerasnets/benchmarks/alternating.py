@@ -51,9 +51,7 @@ def compare(model_name, without, *, trainer=False, rounds=8, batches=4, image_si
     spec = {"kind": "kerasnets", "model": model_name, "image_size": image_size,
             "batch_size": batch_size, "channels": 3, "num_classes": 1000}
     if trainer:  # as train.py builds it: the small-input stem where the family has one
-        spec.update({k: v for k, v in runner.TRAINER.items() if k != "workload"})
-        if not runner.trainer_models([model_name]):
-            spec["options"] = {}
+        spec.update(runner.trainer_workload(model_name))
         batches = max(1, batches // 2)
     x, y = workloads._random_batch(spec)
     xs, ys = np.concatenate([x] * batches), np.concatenate([y] * batches)

@@ -45,9 +45,7 @@ def jobs(model, backend, trainer=False, steps=4, image_size=64, batch_size=32):
                 batch_size=batch_size, channels=3, num_classes=1000, steps=steps,
                 workload="64x64" if image_size == 64 else f"{image_size}x{image_size}")
     if trainer:
-        spec.update(runner.TRAINER)
-        if not runner.trainer_models([model]):
-            spec["options"] = {}
+        spec.update(runner.trainer_workload(model))
     return [dict(spec, setting=label) for label in SETTINGS]
 
 

@@ -38,6 +38,13 @@ def trainer_models(models):
     return [m for m in models if "small_input" in model_info(m).options]
 
 
+def trainer_workload(model) -> dict:
+    """``TRAINER`` for one model: without the small-input stem where its family has none
+    (the model as ``train.py`` builds it)."""
+    options = dict(TRAINER["options"]) if trainer_models([model]) else {}
+    return dict(TRAINER, options=options)
+
+
 def workloads(models, backends, *, peers=True, pipelines=True, image_size=64, batch_size=32,
               warmup=5, steps=20, trainer=True):
     common = dict(image_size=image_size, batch_size=batch_size, warmup=warmup, steps=steps)
