@@ -12,7 +12,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from kerasnets.benchmarks.runner import BACKENDS, benchmark, merge_runs  # noqa: E402
+from kerasnets.benchmarks.runner import (  # noqa: E402
+    BACKENDS, STATISTICS, benchmark, merge_runs)
 
 
 def main(argv=None):
@@ -30,7 +31,11 @@ def main(argv=None):
                         "on each backend and torchvision; writes docs/scaling.png and .json")
     parser.add_argument("--merge", nargs="+", metavar="RUN.json", help="instead: merge "
                         "earlier runs of this machine into one report, each figure the best "
-                        "of all their rounds, for the models every run has")
+                        "(or --statistic median) of all their rounds, for the models every "
+                        "run has")
+    parser.add_argument("--statistic", choices=STATISTICS, default="best",
+                        help="each figure of several rounds (--repeats, --merge): the best "
+                        "(default) or the median, which one round's drift moves less")
     parser.add_argument("--output", default="benchmark-results/latest",
                         help="writes OUTPUT.json and OUTPUT.md")
     args = parser.parse_args(argv)
@@ -42,7 +47,7 @@ def main(argv=None):
         return 0
     if args.merge:
         try:
-            report = merge_runs(args.merge, output=args.output)
+            report = merge_runs(args.merge, output=args.output, statistic=args.statistic)
         except (OSError, ValueError, KeyError) as error:
             parser.error(f"cannot merge {' '.join(args.merge)}: {type(error).__name__}: "
                          f"{error} (merge the .json files scripts/benchmark.py wrote)")
@@ -51,7 +56,8 @@ def main(argv=None):
         return 0
     report = benchmark(args.models, tuple(args.backends), quick=args.quick,
                        repeats=args.repeats, steps=args.steps, peers=not args.no_peers,
-                       pipelines=not args.no_pipelines, output=args.output)
+                       pipelines=not args.no_pipelines, output=args.output,
+                       statistic=args.statistic)
     print(report["markdown"])
     print(f"\n{report['seconds']:.0f} s; written to {args.output}.json and .md")
     return 0

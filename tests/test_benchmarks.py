@@ -81,7 +81,38 @@ def test_merged_runs_take_the_best_round_of_the_models_every_run_has(tmp_path):
     jax_row = next(r for r in report["targets"]
                    if r["target"] == "`resnet18` 64x64: jax vs the fastest backend")
     assert jax_row["ratio"] == pytest.approx(120 / 180)
-    assert (tmp_path / "merged.md").read_text().startswith("### Training images/s")
+    assert (tmp_path / "merged.md").read_text().startswith(
+        "Each figure is the best of up to 2 rounds.\n\n### Training images/s")
+
+
+def test_merged_runs_can_take_the_median_round(tmp_path):
+    """``--statistic median``: each figure the median of all the rounds, and the targets
+    from those; a round that ran fast by chance no longer decides a ratio."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from kerasnets.benchmarks.runner import merge_runs
+
+    rounds = [_run_file(tmp_path / f"{i}.json", ["resnet18"], {
+        ("resnet18", "tensorflow"): tf, ("resnet18", "jax"): jx})
+        for i, (tf, jx) in enumerate([(100.0, 120.0), (110.0, 70.0), (90.0, 80.0)])]
+    report = merge_runs(rounds, statistic="median")
+    assert report["statistic"] == "median" and report["repeats"] == 3
+    assert report["results"]["kerasnets/resnet18/tensorflow"]["train_images_per_second"] == 100.0
+    assert report["results"]["kerasnets/resnet18/jax"]["train_images_per_second"] == 80.0
+    jax_row = next(r for r in report["targets"]
+                   if r["target"] == "`resnet18` 64x64: jax vs the fastest backend")
+    assert jax_row["ratio"] == pytest.approx(0.8) and jax_row["met"]
+    assert report["markdown"].startswith("Each figure is the median of up to 3 rounds.")
+    best = merge_runs(rounds)  # the default: the best of the rounds, JAX's 120 leads
+    assert best["results"]["kerasnets/resnet18/jax"]["train_images_per_second"] == 120.0
+    with pytest.raises(ValueError, match="choose one of best, median"):
+        merge_runs(rounds, statistic="mean")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+    refused = subprocess.run([sys.executable, str(script), "--merge", *map(str, rounds),
+                              "--statistic", "mean"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "invalid choice: 'mean'" in refused.stderr
 
 
 def test_runs_of_different_cpus_are_not_merged(tmp_path):

@@ -151,9 +151,19 @@ def machine():
             "python": platform.python_version()}
 
 
-def summarize(results) -> dict:
-    """Per workload: the best of the rounds (see ``BEST``), with the medians alongside."""
-    table = {key: {field: best(runs, field) for field in BEST} for key, runs in results.items()}
+# How a report makes one figure of a workload's rounds: "best" (``BEST``), or "median",
+# which a round or two of the host's drift moves less (rows moved by up to 30% between
+# rounds here), at the cost of needing three or more rounds to mean anything.
+STATISTICS = ("best", "median")
+
+
+def summarize(results, statistic="best") -> dict:
+    """Per workload: the best of the rounds (see ``BEST``) or, with ``statistic="median"``,
+    their median; the medians are kept alongside either way."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {statistic!r}: choose one of {', '.join(STATISTICS)}")
+    pick = best if statistic == "best" else median
+    table = {key: {field: pick(runs, field) for field in BEST} for key, runs in results.items()}
     for key, row in table.items():
         row["medians"] = {field: median(results[key], field) for field in BEST}
         row["errors"] = [r["error"][-300:] for r in results[key] if "error" in r]
@@ -340,7 +350,7 @@ def targets_markdown(rows) -> str:
 
 
 def benchmark(models=None, backends=BACKENDS, *, quick=False, repeats=None, steps=None,
-              peers=True, pipelines=True, output=None, log=print) -> dict:
+              peers=True, pipelines=True, output=None, statistic="best", log=print) -> dict:
     """Run the benchmark; returns (and writes to ``output``.json/.md) the summary."""
     models = tuple(models or (QUICK_MODELS if quick else FULL_MODELS))
     repeats = repeats or (1 if quick else 3)
@@ -350,22 +360,28 @@ def benchmark(models=None, backends=BACKENDS, *, quick=False, repeats=None, step
                      warmup=warmup)
     started = time.time()
     results = run_all(jobs, repeats=repeats, log=log)
-    report = make_report(results, models, backends, machine=machine(), repeats=repeats,
-                         steps=steps, warmup=warmup, seconds=time.time() - started)
+    report = make_report(results, models, backends, statistic, machine=machine(),
+                         repeats=repeats, steps=steps, warmup=warmup,
+                         seconds=time.time() - started)
     if output:
         write_report(report, output)
     return report
 
 
-def make_report(results, models, backends, **about) -> dict:
-    """The summary of raw ``{key: [results]}``: tables, targets and markdown; ``about``
-    (machine, rounds, steps, seconds, ...) is recorded as it is."""
-    table = summarize(results)
-    report = {**about, "models": list(models), "backends": list(backends),
-              "image_size": 64, "batch_size": 32, "results": table, "raw": results}
+def make_report(results, models, backends, statistic="best", **about) -> dict:
+    """The summary of raw ``{key: [results]}``: tables, targets and markdown, each figure
+    the ``statistic`` of its rounds; ``about`` (machine, rounds, steps, seconds, ...) is
+    recorded as it is."""
+    table = summarize(results, statistic)
+    report = {**about, "statistic": statistic, "models": list(models),
+              "backends": list(backends), "image_size": 64, "batch_size": 32,
+              "results": table, "raw": results}
     report["targets"] = targets(table, models, backends)
+    rounds = max((len(runs) for runs in results.values()), default=0)
+    heading = (f"Each figure is the {statistic} of up to {rounds} rounds." if rounds > 1
+               else "")
     report["markdown"] = "\n\n".join(
-        part for part in (markdown(table, models, backends),
+        part for part in (heading, markdown(table, models, backends),
                           trainer_markdown(table, models, backends),
                           targets_markdown(report["targets"])) if part)
     return report
@@ -382,10 +398,11 @@ def write_report(report, output):
 _MODEL_FREE = ("matmul", "pipeline", "fit_pipeline")
 
 
-def merge_runs(paths, output=None) -> dict:
-    """Several runs' JSON files as one report, each figure the best of all their rounds
-    (as if they had been one run with more ``--repeats``), for the models and backends
-    every run has. The runs must come from one CPU: timings of two CPUs do not compare."""
+def merge_runs(paths, output=None, statistic="best") -> dict:
+    """Several runs' JSON files as one report, each figure the best (or, with
+    ``statistic="median"``, the median) of all their rounds, as if they had been one run
+    with more ``--repeats``, for the models and backends every run has. The runs must come
+    from one CPU: timings of two CPUs do not compare."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     cpus = {(r["machine"].get("cpu_model"), tuple(r["machine"].get("cpu_features") or ()))
             for r in runs}
@@ -400,7 +417,7 @@ def merge_runs(paths, output=None) -> dict:
             for result in results:
                 if result["kind"] in _MODEL_FREE or result.get("model") in models:
                     raw.setdefault(key, []).append(result)
-    report = make_report(raw, models, backends, machine=runs[0]["machine"],
+    report = make_report(raw, models, backends, statistic, machine=runs[0]["machine"],
                          merged_from=[str(p) for p in paths],
                          repeats=sum(r["repeats"] for r in runs),
                          steps=[r["steps"] for r in runs], warmup=[r["warmup"] for r in runs],
