@@ -109,6 +109,10 @@ def test_merged_runs_can_take_the_median_round(tmp_path):
     assert best["results"]["kerasnets/resnet18/jax"]["train_images_per_second"] == 120.0
     with pytest.raises(ValueError, match="choose one of best, median"):
         merge_runs(rounds, statistic="mean")
+    from kerasnets.benchmarks.runner import benchmark
+
+    with pytest.raises(ValueError, match="choose one of best, median"):  # before any job
+        benchmark(["resnet18"], statistic="mean", log=pytest.fail)
     script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
     refused = subprocess.run([sys.executable, str(script), "--merge", *map(str, rounds),
                               "--statistic", "mean"], capture_output=True, text=True)

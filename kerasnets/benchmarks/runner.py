@@ -157,11 +157,16 @@ def machine():
 STATISTICS = ("best", "median")
 
 
+def check_statistic(statistic) -> None:
+    """Refuse a statistic that is not one of ``STATISTICS`` (before a run, not after)."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"statistic {statistic!r}: choose one of {', '.join(STATISTICS)}")
+
+
 def summarize(results, statistic="best") -> dict:
     """Per workload: the best of the rounds (see ``BEST``) or, with ``statistic="median"``,
     their median; the medians are kept alongside either way."""
-    if statistic not in STATISTICS:
-        raise ValueError(f"statistic {statistic!r}: choose one of {', '.join(STATISTICS)}")
+    check_statistic(statistic)
     pick = best if statistic == "best" else median
     table = {key: {field: pick(runs, field) for field in BEST} for key, runs in results.items()}
     for key, row in table.items():
@@ -352,6 +357,7 @@ def targets_markdown(rows) -> str:
 def benchmark(models=None, backends=BACKENDS, *, quick=False, repeats=None, steps=None,
               peers=True, pipelines=True, output=None, statistic="best", log=print) -> dict:
     """Run the benchmark; returns (and writes to ``output``.json/.md) the summary."""
+    check_statistic(statistic)  # a bad value would otherwise end a run of many minutes
     models = tuple(models or (QUICK_MODELS if quick else FULL_MODELS))
     repeats = repeats or (1 if quick else 3)
     steps = steps or (8 if quick else 20)
